@@ -1,0 +1,76 @@
+# ds2bench — the Makefile only forwards to `python -m harness` / `python -m results`.
+# Set-up (venv, pinned dependencies, embedded corpus) happens on first use.
+PY      := .venv/bin/python
+BENCH   ?= tiny
+CARDS   ?= 1
+RUNS    ?= runs
+SEED    ?=
+REPEAT  ?= 1
+SET     ?=
+RESUME  ?=
+DEVICE  ?= auto
+NNODES  ?= 1
+NODE_RANK ?= 0
+RDZV_ENDPOINT ?=
+LOG     ?= $(RUNS)
+MANIFEST ?= data/embedded/dev.jsonl
+LIBRISPEECH ?= $(PYTORCH_TRAIN_DATASET)
+PYTEST_ARGS ?=
+
+export PYTHONUNBUFFERED := 1
+
+BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DEVICE) \
+  --nnodes $(NNODES) --node-rank $(NODE_RANK) --repeat $(REPEAT) \
+  $(if $(SEED),--seed $(SEED)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
+  $(foreach s,$(SET),--set $(s))
+
+.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+setup: .venv/.ds2bench-ready ## virtual env + pinned dependencies (reuses an installed torch)
+
+.venv/.ds2bench-ready: requirements.txt scripts/setup_env.sh
+	bash scripts/setup_env.sh
+
+corpus: setup ## generate + verify the embedded speech corpus (data/embedded)
+	$(PY) -m harness data --out data/embedded
+
+bench: setup ## run BENCH (default tiny) on CARDS cards; RESUME=<run dir> continues a run
+ifeq ($(RESUME),)
+	$(PY) -m harness bench $(BENCH_FLAGS)
+else
+	$(PY) -m harness bench --resume $(RESUME) --cards $(CARDS) --device $(DEVICE)
+endif
+
+scaling: setup ## the same benchmark for each card count: make scaling CARDS="1 2 4"
+	$(PY) -m harness scaling $(filter-out --cards $(CARDS),$(BENCH_FLAGS)) --sweep "$(CARDS)"
+
+check: setup ## MLPerf compliance of every mlperf.log under LOG (file or dir, default RUNS)
+	$(PY) -m harness check --log $(LOG)
+
+verify: setup ## decode and check every utterance of MANIFEST
+	$(PY) -m harness verify --manifest $(MANIFEST)
+
+data: setup ## LibriSpeech manifests from a local copy: make data LIBRISPEECH=/path (else the embedded corpus)
+ifeq ($(strip $(LIBRISPEECH)),)
+	$(PY) -m harness data --out data/embedded
+else
+	$(PY) -m harness data --librispeech $(LIBRISPEECH) --out data/librispeech
+endif
+
+results: setup ## tables + plots of every run under RUNS (RUNS/report/)
+	$(PY) -m results --runs $(RUNS)
+
+perf: setup ## performance ratios: throughput, MFU, data-pipeline and logging overheads
+	$(PY) -m harness perf
+
+test: setup ## the test suite (fast tests + one real end-to-end run)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: setup ## every test, the slow end-to-end ones included
+	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+clean: ## remove runs and caches (keeps the venv and the corpus)
+	rm -rf $(RUNS) .pytest_cache

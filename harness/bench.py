@@ -1,0 +1,110 @@
+"""`harness bench` / `harness scaling`: resolve the benchmark, prepare data, run, summarise."""
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from pathlib import Path
+
+from harness.launch import LaunchSpec, launch
+from harness.rundir import create_run_dir
+
+
+def _device_label(device: str) -> str:
+    if device != "auto":
+        return device
+    from reference.distributed import accelerator_type
+
+    return accelerator_type() or "cpu"
+
+
+def _ensure_data(cfg) -> None:
+    if cfg.data.corpus == "embedded":
+        from reference.corpus import build_corpus
+
+        build_corpus(Path(cfg.data.root))  # no-op when already built and verified
+    else:
+        root = Path(cfg.data.root)
+        missing = [m for m in (cfg.data.train_manifest, cfg.data.eval_manifest)
+                   if not (Path(m) if Path(m).is_absolute() else root / m).is_file()]
+        if missing:
+            raise SystemExit(f"[harness] {cfg.name}: manifests {missing} not found under {root}; "
+                             f"run `make data LIBRISPEECH=/path/to/LibriSpeech` first")
+
+
+def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path: Path) -> None:
+    from harness.describe import describe
+    from harness.submission import load_submission, system_description
+    from reference.config import dump_config
+    from reference.distributed import accelerator_name, pick_device
+    from reference.trainer import default_threads
+
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    accel = accelerator_name(pick_device(device, 0)) if device != "cpu" else "CPU"
+    threads = (cfg.train.threads or default_threads(spec.cards)) if device == "cpu" else None
+    desc = describe(spec.world_size, spec.nnodes, device, accel, threads,
+                    Path(__file__).resolve().parent.parent)
+    (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
+    sub = load_submission(sub_path)
+    sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, desc)
+    (run_dir / "system_desc.json").write_text(json.dumps(sysdesc, indent=1) + "\n")
+
+
+def _print_summary(run_dir: Path, code: int) -> None:
+    res = run_dir / "result.json"
+    if res.is_file():
+        r = json.loads(res.read_text())
+        thr = r.get("throughput")
+        print(f"[harness] {run_dir}: {r['status']} ({r['reason']}); epochs {r['epochs_completed']}, "
+              f"best reference WER {r['best_wer']}, throughput "
+              f"{'n/a' if thr is None else f'{thr:.1f}'} utt/s", file=sys.stderr)
+    else:
+        print(f"[harness] {run_dir}: no result (exit code {code}); see error.txt and mlperf.log",
+              file=sys.stderr)
+
+
+def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
+    from reference.config import ConfigError, load_config
+
+    spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
+                      rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
+                      preflight_workers=2)
+    try:
+        if args.resume:
+            run_dir = args.resume
+            if not (run_dir / "config.yaml").is_file():
+                raise SystemExit(f"[harness] {run_dir}: not a run directory (no config.yaml)")
+            code = launch(spec, run_dir, resume=True, submission=args.submission)
+            _print_summary(run_dir, code)
+            return code
+        overrides = list(args.overrides)
+        base = load_config(args.benchmark, overrides)
+    except ConfigError as err:
+        print(f"[harness] config error: {err}", file=sys.stderr)
+        return 2
+    seed0 = base.train.seed
+    if args.seed == "random":
+        seed0 = secrets.randbelow(2**31)
+    elif args.seed is not None:
+        seed0 = int(args.seed)
+    _ensure_data(base)
+    device = _device_label(args.device)
+    worst = 0
+    for k in range(args.repeat):
+        cfg = load_config(args.benchmark, overrides + [f"train.seed={seed0 + k}"])
+        run_dir = create_run_dir(args.runs, cfg.name, spec.world_size, device, cfg.train.seed)
+        _write_run_files(run_dir, cfg, spec, device, args.submission)
+        print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
+              f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
+        code = launch(spec, run_dir, submission=args.submission)
+        _print_summary(run_dir, code)
+        worst = worst or code
+    return worst
+
+
+def run_scaling(args: argparse.Namespace, sweep: list[int]) -> int:
+    worst = 0
+    for cards in sweep:
+        worst = run_bench(args, cards=cards) or worst
+    return worst

@@ -1,0 +1,78 @@
+"""Argument parsing and dispatch for `python -m harness`. Work happens in the modules."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--benchmark", default=os.environ.get("BENCH", "tiny"),
+                   help="name under benchmarks/ or a YAML path (default: tiny)")
+    p.add_argument("--cards", type=int, default=None, help="processes per node (default 1)")
+    p.add_argument("--nnodes", type=int, default=int(os.environ.get("NNODES", "1")))
+    p.add_argument("--node-rank", type=int, default=int(os.environ.get("NODE_RANK", "0")))
+    p.add_argument("--rdzv-endpoint", default=os.environ.get("RDZV_ENDPOINT"))
+    p.add_argument("--runs", type=Path, default=Path(os.environ.get("RUNS", "runs")))
+    p.add_argument("--device", default=os.environ.get("DEVICE", "auto"),
+                   help="auto | cpu | cuda | mlu")
+    p.add_argument("--seed", default=None, help="integer, or 'random'; default: the benchmark's")
+    p.add_argument("--repeat", type=int, default=1, help="runs with seeds seed, seed+1, ...")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
+    p.add_argument("--resume", type=Path, default=None, help="continue this run directory")
+    p.add_argument("--submission", type=Path, default=REPO / "submission.yaml")
+    p.add_argument("--timeout", type=float, default=120.0, help="process-group timeout (s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    _bench_args(sub.add_parser("bench", help="run a benchmark (set-up of the corpus included)"))
+    sc = sub.add_parser("scaling", help="run the same benchmark for several card counts")
+    _bench_args(sc)
+    sc.add_argument("--sweep", default="1 2", help="card counts, e.g. '1 2 4'")
+    ev = sub.add_parser("eval", help="WER/CER of a checkpoint on a manifest (JSON)")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--manifest", type=Path, required=True)
+    ev.add_argument("--device", default="auto")
+    sub.add_parser("check", help="MLPerf compliance check", add_help=False)
+    sub.add_parser("verify", help="data preflight of manifests", add_help=False)
+    sub.add_parser("data", help="build the embedded corpus or LibriSpeech manifests", add_help=False)
+    sub.add_parser("perf", help="performance benchmark", add_help=False)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    # Sub-tools with their own parsers get the rest of the command line untouched.
+    if argv and argv[0] in ("check", "verify", "data", "perf"):
+        return _forward(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "eval":
+        from reference.evaluate import evaluate_checkpoint
+
+        print(json.dumps(evaluate_checkpoint(args.checkpoint, args.manifest, args.device), indent=1))
+        return 0
+    from harness.bench import run_bench, run_scaling
+
+    if args.command == "scaling":
+        return run_scaling(args, [int(c) for c in args.sweep.split()])
+    return run_bench(args)
+
+
+def _forward(cmd: str, rest: list[str]) -> int:
+    if cmd == "check":
+        from harness.compliance import main as check_main
+        return check_main(rest)
+    if cmd == "verify":
+        from harness.verify import main as verify_main
+        return verify_main(rest)
+    if cmd == "data":
+        from harness.data import main as data_main
+        return data_main(rest)
+    from harness.perf import main as perf_main
+    return perf_main(rest)

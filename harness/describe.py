@@ -1,0 +1,86 @@
+"""What a run ran on: hardware, software versions, git state, command line."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ENV_KEYS = ("MLU_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "PYTORCH_TRAIN_DATASET", "LIBRISPEECH",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE", "SLURM_JOB_ID",
+            "SLURM_NNODES", "MASTER_ADDR", "MASTER_PORT")
+PACKAGES = ("torch", "torch_mlu", "numpy", "scipy", "soundfile", "mlperf-logging", "pandas",
+            "espeakng-loader")
+
+
+def git_state(repo: Path) -> dict[str, Any]:
+    def run(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    status = run("status", "--porcelain", "--untracked-files=no")
+    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+def describe(cards: int, nodes: int, device: str, accelerator: str, threads: int | None,
+             repo: Path) -> dict[str, Any]:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "host": socket.gethostname(),
+        "os": f"{platform.system()} {platform.release()}",
+        "cpu": {"model": cpu_model(), "cores_available": cores, "arch": platform.machine()},
+        "memory(GiB)": memory_gib(),
+        "load_average_at_start": load_average(),
+        "device": device,
+        "accelerator": accelerator,
+        "cards": cards,
+        "nodes": nodes,
+        "threads_per_rank": threads,
+        "software": versions(),
+        "git": git_state(repo),
+        "command": sys.argv,
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+    }

@@ -1,0 +1,98 @@
+"""One training process (rank): `python -m harness.worker` (started by `harness bench`).
+
+Reads the resolved config from the run directory, joins the process group
+(torchrun's environment), writes the MLPerf log on rank 0 and always closes it
+with `run_stop`: success only when the target was reached. SIGTERM/SIGINT stop
+at the next step boundary with a checkpoint.
+
+Exit codes: 0 target reached, 3 run ended without reaching the target, 1 error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_SUCCESS, EXIT_ERROR, EXIT_NOT_CONVERGED = 0, 1, 3
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m harness.worker")
+    p.add_argument("--run-dir", required=True, type=Path)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--submission", type=Path, default=Path("submission.yaml"))
+    p.add_argument("--timeout", type=float, default=120.0, help="process-group timeout (s)")
+    p.add_argument("--preflight-workers", type=int, default=1)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    from harness.mlperf_hooks import MLPerfHooks
+    from harness.mlperf_log import MLPerfLogger
+    from harness.rundir import next_log_path
+    from harness.submission import load_submission, platform_name
+    from reference.config import load_config
+    from reference.distributed import DistContext, accelerator_name
+    from reference.trainer import Trainer
+
+    run_dir: Path = args.run_dir
+    cfg = load_config(run_dir / "config.yaml")
+    dist = DistContext.from_env(args.device, timeout_s=args.timeout)
+    cards = dist.world_size
+    log_path = next_log_path(run_dir) if dist.is_main else None
+    log = MLPerfLogger(log_path, rank=dist.rank, barrier=dist.barrier)
+    sub = load_submission(args.submission)
+    accel = accelerator_name(dist.device)
+    submission_keys = {
+        "submission_benchmark": "deepspeech2",
+        "submission_org": sub.org,
+        "submission_division": cfg.division,
+        "submission_status": sub.status,
+        "submission_platform": platform_name(sub, cards, accel),
+    }
+    hooks = MLPerfHooks(log, cfg, cards, submission_keys)
+    trainer = Trainer(cfg, run_dir, hooks=hooks, dist=dist, resume=args.resume,
+                      preflight_workers=args.preflight_workers)
+
+    def on_signal(signum: int, _frame) -> None:
+        trainer.stop_requested = signal.Signals(signum).name
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    code = EXIT_ERROR
+    try:
+        trainer.prepare_data()  # offline validation: before init_start, outside timing
+        hooks.log_init_start(resumed_from="checkpoint" if args.resume else None)
+        trainer.setup()
+        result = trainer.fit()
+        code = EXIT_SUCCESS if result.status == "success" else EXIT_NOT_CONVERGED
+        if dist.is_main:
+            summary = {k: v for k, v in result.__dict__.items() if k != "history"}
+            summary["log"] = log_path.name if log_path else None
+            (run_dir / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
+    except Exception as err:  # noqa: BLE001 - reported, logged, and turned into an exit code
+        print(f"[rank {dist.rank}] error: {type(err).__name__}: {err}", file=sys.stderr)
+        traceback.print_exc()
+        if dist.is_main:
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+    finally:
+        if not log.stopped:
+            # Failed before the trainer's own run_stop (e.g. bad data in setup):
+            # the log must still end honestly. No barrier: peers may be gone.
+            log.barrier = None
+            log.run_stop("aborted", f"worker error on rank {dist.rank}")
+        log.close()
+        try:
+            dist.close()
+        except Exception:  # noqa: BLE001 - peers may already be gone
+            pass
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Benchmark configuration: YAML → typed, validated dataclasses.
+
+Every field has a type and (where it matters) a range; unknown keys and bad
+values raise `ConfigError` naming the dotted field, e.g.
+`benchmarks/tiny.yaml: train.batch_per_card: must be >= 1 (got 0)`.
+Command-line overrides use the same dotted names: `train.epochs=3`.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or out of range."""
+
+
+@dataclass
+class ModelConfig:
+    rnn_type: Literal["gru", "lstm"] = "gru"
+    hidden: int = 2560
+    layers: int = 3
+    bidirectional: bool = False
+    # The reference puts a BatchNorm1d (over time steps) before RNN layers 2..n.
+    rnn_batch_norm: bool = True
+
+    def validate(self, where: str) -> None:
+        _check(self.hidden >= 1, where, "hidden", "must be >= 1", self.hidden)
+        _check(self.layers >= 1, where, "layers", "must be >= 1", self.layers)
+
+
+@dataclass
+class FeatureConfig:
+    sample_rate: int = 16000
+    window_ms: float = 20.0
+    hop_ms: float = 10.0
+    window: Literal["hamming", "hann"] = "hamming"
+
+    def validate(self, where: str) -> None:
+        _check(self.sample_rate > 0, where, "sample_rate", "must be > 0", self.sample_rate)
+        _check(self.window_ms > 0, where, "window_ms", "must be > 0", self.window_ms)
+        _check(0 < self.hop_ms <= self.window_ms, where, "hop_ms",
+               "must be in (0, window_ms]", self.hop_ms)
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    tempo_min: float = 0.85
+    tempo_max: float = 1.15
+    gain_db_min: float = -6.0
+    gain_db_max: float = 8.0
+
+    def validate(self, where: str) -> None:
+        _check(0 < self.tempo_min <= self.tempo_max, where, "tempo_min",
+               "must satisfy 0 < tempo_min <= tempo_max", self.tempo_min)
+        _check(self.gain_db_min <= self.gain_db_max, where, "gain_db_min",
+               "must be <= gain_db_max", self.gain_db_min)
+
+
+@dataclass
+class DataConfig:
+    # "embedded": the generated corpus; "librispeech": manifests made by `make data`;
+    # "manifest": explicit train/eval manifest paths.
+    corpus: Literal["embedded", "librispeech", "manifest"] = "embedded"
+    root: str = "data/embedded"
+    train_manifest: str = "train.jsonl"
+    eval_manifest: str = "dev.jsonl"
+    max_duration_s: float = 16.7
+    cache_audio: bool = True  # decode each file once and keep int16 PCM in RAM
+    num_workers: int = 0
+    sortagrad: bool = True  # first epoch in length order (DS2 paper)
+    bucket_batches: int = 8  # shuffle within groups of this many length-sorted batches
+    eval_batch: int = 32
+    allow_resample: bool = False
+    allow_downmix: bool = False
+
+    def validate(self, where: str) -> None:
+        _check(self.max_duration_s > 0, where, "max_duration_s", "must be > 0", self.max_duration_s)
+        _check(self.num_workers >= 0, where, "num_workers", "must be >= 0", self.num_workers)
+        _check(self.bucket_batches >= 1, where, "bucket_batches", "must be >= 1", self.bucket_batches)
+        _check(self.eval_batch >= 1, where, "eval_batch", "must be >= 1", self.eval_batch)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    anneal: float = 1.1  # lr /= anneal after every epoch
+    clip_norm: float = 400.0
+    # How lr changes with the number of cards: "none" (the seed) or "linear"
+    # (lr × global_batch / reference_batch).
+    lr_scaling: Literal["none", "linear"] = "none"
+    reference_batch: int = 8
+
+    def validate(self, where: str) -> None:
+        _check(self.lr > 0, where, "lr", "must be > 0", self.lr)
+        _check(0 <= self.momentum < 1, where, "momentum", "must be in [0, 1)", self.momentum)
+        _check(self.weight_decay >= 0, where, "weight_decay", "must be >= 0", self.weight_decay)
+        _check(self.anneal >= 1, where, "anneal", "must be >= 1", self.anneal)
+        _check(self.clip_norm > 0, where, "clip_norm", "must be > 0", self.clip_norm)
+        _check(self.reference_batch >= 1, where, "reference_batch", "must be >= 1",
+               self.reference_batch)
+        _check(not (self.nesterov and self.name == "sgd" and self.momentum == 0), where,
+               "nesterov", "needs momentum > 0", self.nesterov)
+
+
+@dataclass
+class TrainConfig:
+    batch_per_card: int = 8
+    epochs: int = 10
+    target_wer: float | None = 23.0  # reference WER in %; None = never stop early
+    seed: int = 1
+    # "ctc_nll": log-softmax + CTC, sum / batch (correct, as warp-ctc did).
+    # "seed_raw_logits": the Cambricon trainer's objective (raw logits into
+    # CTCLoss(mean) / batch), only to reproduce its published number.
+    loss: Literal["ctc_nll", "seed_raw_logits"] = "ctc_nll"
+    log_every_steps: int = 50
+    checkpoint_every_steps: int = 0  # 0 = only at epoch ends
+    keep_checkpoints: int = 3
+    max_nonfinite_fraction: float = 0.05  # abort when more steps than this were skipped
+    threads: int = 0  # torch intra-op threads per rank; 0 = cores / local ranks
+    amp: Literal["off", "bf16"] = "off"
+
+    def validate(self, where: str) -> None:
+        _check(self.batch_per_card >= 1, where, "batch_per_card", "must be >= 1", self.batch_per_card)
+        _check(self.epochs >= 1, where, "epochs", "must be >= 1", self.epochs)
+        _check(self.target_wer is None or 0 < self.target_wer <= 100, where, "target_wer",
+               "must be in (0, 100] or null", self.target_wer)
+        _check(self.seed >= 0, where, "seed", "must be >= 0", self.seed)
+        _check(self.log_every_steps >= 1, where, "log_every_steps", "must be >= 1",
+               self.log_every_steps)
+        _check(self.checkpoint_every_steps >= 0, where, "checkpoint_every_steps", "must be >= 0",
+               self.checkpoint_every_steps)
+        _check(self.keep_checkpoints >= 1, where, "keep_checkpoints", "must be >= 1",
+               self.keep_checkpoints)
+        _check(0 <= self.max_nonfinite_fraction <= 1, where, "max_nonfinite_fraction",
+               "must be in [0, 1]", self.max_nonfinite_fraction)
+        _check(self.threads >= 0, where, "threads", "must be >= 0", self.threads)
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str = "tiny"
+    description: str = ""
+    division: Literal["open", "closed"] = "open"
+    cards: int = 1  # the card count the benchmark is defined for (launch may override)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, where: str) -> None:
+        _check(bool(self.name), where, "name", "must not be empty", self.name)
+        _check(self.cards >= 1, where, "cards", "must be >= 1", self.cards)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["optim"]["betas"] = list(self.optim.betas)
+        return d
+
+
+def _check(ok: bool, where: str, name: str, why: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{where}{name}: {why} (got {got!r})")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widen to float)."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        errors = []
+        for alt in get_args(tp):
+            if alt is type(None):
+                continue
+            try:
+                return _coerce(alt, value, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: must be one of {', '.join(map(str, choices))} (got {value!r})")
+        return value
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: must be a list of {len(args)} values (got {value!r})")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where + ".")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false (got {value!r})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be an integer (got {value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: must be a number (got {value!r})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string (got {value!r})")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping (got {raw!r})")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, prefix + k) for k, v in raw.items()}
+    obj = cls(**kwargs)
+    obj.validate(prefix)
+    return obj
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{dotted}: {k} is not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`train.epochs=3` → ("train.epochs", 3); values are parsed as YAML scalars."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def config_from_dict(raw: dict, overrides: list[str] | None = None,
+                     source: str = "config") -> BenchmarkConfig:
+    """Build a validated config from a mapping plus dotted `key=value` overrides."""
+    tree = copy.deepcopy(raw or {})  # overrides must not write into the caller's mapping
+    for ov in overrides or []:
+        key, value = parse_override(ov)
+        _set_dotted(tree, key, value)
+    try:
+        return _build(BenchmarkConfig, tree, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> BenchmarkConfig:
+    """Load a benchmark YAML (a path, or a name under `benchmarks/`)."""
+    p = Path(path)
+    if not p.exists() and not p.suffix:
+        p = Path(__file__).resolve().parent.parent / "benchmarks" / f"{path}.yaml"
+    if not p.is_file():
+        raise ConfigError(f"{path}: benchmark definition not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML ({err})") from None
+    return config_from_dict(raw, overrides, source=str(p))
+
+
+def dump_config(cfg: BenchmarkConfig) -> str:
+    """The resolved config as YAML (written into each run directory)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,135 @@
+"""Log-spectrogram features, batched with `torch.stft` on the training device.
+
+As in the reference: hamming window of 20 ms (n_fft = 320 at 16 kHz, 161 bins),
+hop 10 ms, magnitude STFT, log1p, then per-utterance normalisation by the mean
+and standard deviation of the whole spectrogram.
+
+Batching must not change an utterance's features: each utterance is
+reflect-padded by n_fft/2 on its own (what `center=True` does for a single
+signal) before the batch is framed with `center=False`, and statistics are
+taken over its valid frames only. `features_numpy` is the independent
+per-utterance computation the tests compare against.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from reference.config import FeatureConfig
+
+
+def stft_params(cfg: FeatureConfig) -> tuple[int, int]:
+    """(n_fft, hop) in samples."""
+    n_fft = int(round(cfg.sample_rate * cfg.window_ms / 1000))
+    hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
+    return n_fft, hop
+
+
+def num_bins(cfg: FeatureConfig) -> int:
+    return stft_params(cfg)[0] // 2 + 1
+
+
+def num_frames(samples: torch.Tensor | int, cfg: FeatureConfig) -> torch.Tensor | int:
+    """Frames of an utterance of `samples` samples (centred framing)."""
+    return 1 + samples // stft_params(cfg)[1]
+
+
+def _window(cfg: FeatureConfig, n_fft: int, device: torch.device) -> torch.Tensor:
+    # Symmetric windows, like scipy.signal.hamming(n) that the reference used.
+    fn = torch.hamming_window if cfg.window == "hamming" else torch.hann_window
+    return fn(n_fft, periodic=False, dtype=torch.float32, device=device)
+
+
+def _reflect_pad_batch(wave: torch.Tensor, lengths: torch.Tensor, pad: int) -> torch.Tensor:
+    """Per-row reflect padding of `pad` samples around each row's valid part."""
+    b, s = wave.shape
+    pos = torch.arange(s + 2 * pad, device=wave.device).unsqueeze(0) - pad  # (1, S+2p)
+    last = (lengths - 1).unsqueeze(1)
+    idx = torch.where(pos < 0, -pos, pos)
+    idx = torch.where(idx > last, 2 * last - idx, idx)
+    valid = pos < (lengths.unsqueeze(1) + pad)
+    idx = idx.clamp(0, s - 1)
+    return torch.where(valid, torch.gather(wave, 1, idx.expand(b, -1)), torch.zeros((), device=wave.device))
+
+
+def frame_counts(lengths: torch.Tensor, cfg: FeatureConfig, tempo: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Feature frames per utterance after the optional tempo change.
+
+    Computable on the host from sample counts alone, so the model can pack
+    sequences without reading anything back from the device.
+    """
+    frames = num_frames(lengths, cfg)
+    if tempo is None:
+        return frames
+    return torch.clamp(torch.floor(frames.to(torch.float32) / tempo.to(torch.float32)).to(torch.long),
+                       min=1)
+
+
+def _time_stretch(mag: torch.Tensor, frames: torch.Tensor, tempo: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pitch-preserving tempo change of magnitude spectrograms (linear frame interpolation).
+
+    Output frame j of an utterance samples input position j × tempo, so a tempo
+    of 1.15 shortens it by 15 %, as `sox tempo 1.15` does to the audio.
+    """
+    new_frames = torch.clamp(torch.floor(frames.to(torch.float32) / tempo).to(torch.long), min=1)
+    t_out = int(new_frames.max())
+    j = torch.arange(t_out, device=mag.device, dtype=torch.float32).unsqueeze(0)
+    pos = j * tempo.unsqueeze(1)  # (B, T')
+    hi_lim = (frames - 1).unsqueeze(1).to(torch.float32)
+    pos = torch.minimum(pos, hi_lim)
+    lo = pos.floor().to(torch.long)
+    hi = torch.minimum(lo + 1, (frames - 1).unsqueeze(1))
+    w = (pos - lo.to(torch.float32)).unsqueeze(1)  # (B, 1, T')
+    f = mag.shape[1]
+    g_lo = torch.gather(mag, 2, lo.unsqueeze(1).expand(-1, f, -1))
+    g_hi = torch.gather(mag, 2, hi.unsqueeze(1).expand(-1, f, -1))
+    return g_lo * (1 - w) + g_hi * w, new_frames
+
+
+def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
+              gain_db: torch.Tensor | None = None, tempo: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded waveforms (B, S) + sample counts (B,) → features (B, 1, F, T) and frames (B,).
+
+    `gain_db` and `tempo` (per utterance, or None) are the augmentation.
+    Padded frames are exactly zero.
+    """
+    n_fft, hop = stft_params(cfg)
+    wave = wave.to(torch.float32)
+    if gain_db is not None:
+        wave = wave * torch.pow(10.0, gain_db.to(wave) / 20.0).unsqueeze(1)
+    padded = _reflect_pad_batch(wave, lengths, n_fft // 2)
+    spec = torch.stft(padded, n_fft=n_fft, hop_length=hop, win_length=n_fft,
+                      window=_window(cfg, n_fft, wave.device), center=False,
+                      return_complex=True)
+    mag = spec.abs()  # (B, F, T)
+    frames = num_frames(lengths, cfg)
+    t_max = int(frames.max())
+    mag = mag[:, :, :t_max]
+    if tempo is not None:
+        mag, frames = _time_stretch(mag, frames, tempo.to(mag))
+        t_max = int(frames.max())
+    logm = torch.log1p(mag)
+    mask = (torch.arange(t_max, device=wave.device).unsqueeze(0) < frames.unsqueeze(1)).unsqueeze(1)
+    count = (frames * logm.shape[1]).to(torch.float32)
+    logm = logm * mask
+    mean = logm.sum(dim=(1, 2)) / count
+    centred = (logm - mean.view(-1, 1, 1)) * mask
+    # Unbiased std over all valid values, as torch.Tensor.std() in the reference.
+    std = torch.sqrt((centred * centred).sum(dim=(1, 2)) / (count - 1).clamp(min=1))
+    feats = centred / std.clamp(min=1e-8).view(-1, 1, 1)
+    return feats.unsqueeze(1), frames
+
+
+def features_numpy(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Independent single-utterance numpy implementation (F, T), for tests."""
+    n_fft, hop = stft_params(cfg)
+    y = np.pad(wave.astype(np.float64), n_fft // 2, mode="reflect")
+    n = 1 + (len(y) - n_fft) // hop
+    win = np.hamming(n_fft) if cfg.window == "hamming" else np.hanning(n_fft)
+    frames = np.stack([y[i * hop:i * hop + n_fft] * win for i in range(n)], axis=1)
+    mag = np.abs(np.fft.rfft(frames, axis=0))
+    logm = np.log1p(mag)
+    return (logm - logm.mean()) / logm.std(ddof=1)
