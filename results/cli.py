@@ -1,0 +1,27 @@
+"""`python -m results --runs DIR [--out DIR/report]`: tables, plots, published comparison."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from results.report import NoRunsError, build_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m results", description=__doc__)
+    p.add_argument("--runs", type=Path, required=True, help="directory holding run directories")
+    p.add_argument("--out", type=Path, help="report directory (default: RUNS/report)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = p.parse_args(argv)
+    if not args.runs.is_dir():
+        print(f"[results] {args.runs}: not a directory", file=sys.stderr)
+        return 2
+    try:
+        report = build_report(args.runs, args.out, make_plots=not args.no_plots)
+    except NoRunsError as err:
+        print(f"[results] {err}", file=sys.stderr)
+        return 1
+    print(report.markdown)
+    print(f"[results] wrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,175 @@
+"""Synthetic run directories for the results tests.
+
+`make_run_dir` writes what `harness bench` leaves behind: config.yaml,
+description.json, a real `:::MLLOG` log (written by harness.mlperf_log's
+MLPerfLogger with the key sequence of harness/mlperf_hooks.py, falling back on
+mlperf_logging.mllog directly), metrics.jsonl and result.json. Times are
+rewritten afterwards so that run_stop - run_start is exactly `ttt_s`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+TOKEN = ":::MLLOG "
+
+
+class _MllogWriter:
+    """Minimal stand-in for MLPerfLogger (used only if harness.mlperf_log is absent)."""
+
+    def __init__(self, path: Path) -> None:
+        from mlperf_logging.mllog.mllog import MLLogger
+
+        self._logger = logging.Logger(f"results-test-{id(self)}", level=logging.INFO)
+        self._handler = logging.FileHandler(path, mode="a")
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._logger.addHandler(self._handler)
+        self._ml = MLLogger(logger=self._logger)
+
+    def event(self, key: str, value: Any = None, metadata: dict | None = None) -> None:
+        self._ml.event(key=key, value=value, metadata=metadata)
+
+    def start(self, key: str, value: Any = None, metadata: dict | None = None) -> None:
+        self._ml.start(key=key, value=value, metadata=metadata)
+
+    def end(self, key: str, value: Any = None, metadata: dict | None = None) -> None:
+        self._ml.end(key=key, value=value, metadata=metadata)
+
+    def run_start(self) -> None:
+        self.start("run_start")
+
+    def run_stop(self, status: str, reason: str | None = None) -> None:
+        md = {"status": status, **({"reason": reason} if reason else {})}
+        self.end("run_stop", metadata=md)
+
+    def close(self) -> None:
+        self._handler.close()
+
+
+def _writer(path: Path) -> Any:
+    try:
+        from harness.mlperf_log import MLPerfLogger
+    except ImportError:
+        return _MllogWriter(path)
+    return MLPerfLogger(path, rank=0, barrier=lambda: None)
+
+
+def config(bench: str = "tiny", seed: int = 1, cards: int = 1, target: float | None = 23.0,
+           loss: str = "ctc_nll", epochs: int = 12, hidden: int = 256) -> dict[str, Any]:
+    return {"name": bench, "division": "open", "cards": cards,
+            "model": {"rnn_type": "gru", "hidden": hidden, "layers": 3, "bidirectional": True},
+            "data": {"corpus": "embedded", "root": "data/embedded"},
+            "optim": {"name": "sgd", "lr": 5e-3, "momentum": 0.9, "nesterov": True,
+                      "weight_decay": 0.0, "anneal": 1.1, "clip_norm": 400.0, "lr_scaling": "none"},
+            "train": {"batch_per_card": 16, "epochs": epochs, "target_wer": target,
+                      "seed": seed, "loss": loss}}
+
+
+def write_log(path: Path, cfg: dict[str, Any], cards: int, wers: Sequence[float], status: str,
+              throughput: float, seed_loss_init: float = -0.344) -> None:
+    """The key sequence of harness/mlperf_hooks.py, one epoch per WER."""
+    t, m, o = cfg["train"], cfg["model"], cfg["optim"]
+    log = _writer(path)
+    log.event("cache_clear", True)
+    log.start("init_start")
+    for key, value in (("submission_benchmark", "deepspeech2"), ("submission_org", "ds2bench"),
+                       ("submission_division", cfg["division"]),
+                       ("submission_status", "research"),
+                       ("submission_platform", f"{cards}xCPU")):
+        log.event(key, value)
+    log.event("seed", t["seed"])
+    log.event("global_batch_size", t["batch_per_card"] * cards)
+    log.event("opt_name", o["name"])
+    log.event("opt_base_learning_rate", o["lr"])
+    log.event("opt_momentum", o["momentum"])  # the sgd branch of MLPerfHooks
+    log.event("opt_nesterov", o["nesterov"])
+    log.event("opt_weight_decay", o["weight_decay"])
+    log.event("opt_learning_rate_decay_factor", o["anneal"])
+    log.event("opt_gradient_clip_norm", o["clip_norm"])
+    log.event("ds2_lr_scaling", o["lr_scaling"])
+    log.event("ds2_batch_per_card", t["batch_per_card"])
+    log.event("ds2_cards", cards)
+    log.event("ds2_rnn_type", m["rnn_type"])
+    log.event("ds2_rnn_hidden", m["hidden"])
+    log.event("ds2_rnn_layers", m["layers"])
+    log.event("ds2_bidirectional", m["bidirectional"])
+    log.event("ds2_loss_definition", t["loss"])
+    log.event("ds2_target_wer", t["target_wer"])
+    log.event("ds2_max_epochs", t["epochs"])
+    log.event("ds2_augmentation", False)
+    log.event("ds2_amp", False)
+    log.event("train_samples", 480)
+    log.event("eval_samples", 64)
+    log.event("ds2_parameters", 3_300_000)
+    log.event("ds2_steps_per_epoch", 30)
+    log.event("ds2_dropped_per_epoch", 0)
+    log.end("init_stop")
+    log.run_start()
+    log.event("ds2_seed_loss_at_init", seed_loss_init)
+    log.event("ds2_train_loss_at_init", 168.8)
+    samples = 0
+    for e, wer in enumerate(wers, start=1):
+        md = {"epoch_num": e}
+        samples += 480
+        log.start("block_start", metadata={"first_epoch_num": e, "epoch_count": 1})
+        log.start("epoch_start", metadata=md)
+        log.event("ds2_train_loss", 150.0 / e, metadata=md)
+        log.event("ds2_train_loss_per_char", 5.0 / e, metadata=md)
+        log.event("ds2_seed_loss", -0.3 - 0.01 * e, metadata=md)
+        log.event("ds2_throughput", throughput, metadata={**md, "unit": "utt/s"})
+        log.event("ds2_skipped_steps", 0, metadata=md)
+        log.end("epoch_stop", metadata={**md, "samples_count": samples})
+        log.start("eval_start", metadata=md)
+        log.event("eval_accuracy", wer, metadata={**md, "samples_count": samples})
+        log.event("ds2_eval_wer_corpus", wer * 0.9, metadata=md)
+        log.event("ds2_eval_cer", wer / 3, metadata=md)
+        log.end("eval_stop", metadata=md)
+        log.end("block_stop", metadata={"first_epoch_num": e})
+    log.event("ds2_run_throughput", throughput, metadata={"unit": "utt/s"})
+    log.event("ds2_skipped_steps_total", 0)
+    log.run_stop(status, None if status == "success" else "target not reached")
+    log.close()
+
+
+def set_times(path: Path, ttt_s: float, t0_ms: float = 1.7e12) -> None:
+    """Spread the records so that run_stop - run_start == ttt_s exactly."""
+    recs = [json.loads(line[len(TOKEN):]) for line in path.read_text().splitlines() if line.strip()]
+    i0 = next(i for i, r in enumerate(recs) if r["key"] == "run_start")
+    n_after = len(recs) - 1 - i0
+    for i, r in enumerate(recs):
+        if i <= i0:
+            r["time_ms"] = t0_ms + i
+        else:
+            r["time_ms"] = t0_ms + i0 + ttt_s * 1000 * (i - i0) / n_after
+    path.write_text("".join(TOKEN + json.dumps(r) + "\n" for r in recs))
+
+
+def make_run_dir(root: Path, name: str, *, cards: int = 1, seed: int = 1,
+                 wers: Sequence[float] = (48.0, 31.0, 22.0), status: str = "success",
+                 ttt_s: float = 100.0, throughput: float = 50.0, **cfg_kw: Any) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = config(seed=seed, cards=cards, **cfg_kw)
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (d / "description.json").write_text(json.dumps({"cards": cards, "accelerator": "CPU"}))
+    write_log(d / "mlperf.log", cfg, cards, wers, status, throughput)
+    set_times(d / "mlperf.log", ttt_s)
+    lines = [{"kind": "init", "seed_loss": -0.344, "ctc_nll_per_utt": 168.8, "ctc_nll_per_char": 5.61}]
+    for e, wer in enumerate(wers, start=1):
+        lines.append({"kind": "epoch", "epoch": e, "global_step": 30 * e, "samples": 480,
+                      "train_time(s)": 9.6, "throughput(utt/s)": throughput,
+                      "loss_ctc_nll_per_utt": 150.0 / e, "loss_ctc_nll_per_char": 5.0 / e,
+                      "seed_loss_last_iter": -0.3 - 0.01 * e, "skipped_steps": 0,
+                      "allreduce_time(s)": None, "lr": 1.5e-3})
+        lines.append({"kind": "eval", "epoch": e, "wer_ref(%)": wer, "wer_corpus(%)": wer * 0.9,
+                      "cer(%)": wer / 3, "utterances": 64, "elapsed(s)": ttt_s * e / len(wers)})
+    lines.append({"kind": "final", "status": status, "reason": "r", "run_time(s)": ttt_s})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (d / "result.json").write_text(json.dumps({
+        "status": status, "reason": "r", "epochs_completed": len(wers), "best_wer": min(wers),
+        "throughput": throughput}))
+    return d
