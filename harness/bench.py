@@ -47,8 +47,24 @@ def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path
                     Path(__file__).resolve().parent.parent)
     (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
     sub = load_submission(sub_path)
-    sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, desc)
+    sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, _host_info(desc))
     (run_dir / "system_desc.json").write_text(json.dumps(sysdesc, indent=1) + "\n")
+
+
+def _host_info(desc: dict) -> dict[str, str]:
+    """Detected host facts under MLPerf system-description field names."""
+    sw = desc["software"]
+    stack = ", ".join(f"{k} {v}" for k, v in sw.items() if v and k != "torch")
+    return {
+        "host_processor_model_name": desc["cpu"]["model"],
+        "host_processor_core_count": str(desc["cpu"]["cores_available"]),
+        "host_processor_vcpu_count": str(desc["cpu"]["cores_available"]),
+        "host_processors_per_node": "1",
+        "host_memory_capacity": f"{desc['memory(GiB)']} GiB",
+        "framework": f"PyTorch {sw.get('torch')}",
+        "operating_system": desc["os"],
+        "other_software_stack": stack,
+    }
 
 
 def _print_summary(run_dir: Path, code: int) -> None:

@@ -105,7 +105,5 @@ class MLPerfHooks(TrainerHooks):
         if summary.get("throughput") is not None:
             self.log.event("ds2_run_throughput", summary["throughput"], metadata={"unit": "utt/s"})
         self.log.event("ds2_skipped_steps_total", summary.get("skipped_steps", 0))
-        if status != "success":
-            # An aborted run may have lost a peer: a barrier could only hang.
-            self.log.barrier = None
-        self.log.run_stop(status, reason)
+        # An aborted run may have lost a peer: a barrier could only hang.
+        self.log.run_stop(status, reason, sync=status == "success")

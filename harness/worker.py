@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.mlperf_hooks import MLPerfHooks
     from harness.mlperf_log import MLPerfLogger
     from harness.rundir import next_log_path
-    from harness.submission import load_submission, platform_name
+    from harness.submission import load_submission, submission_log_values
     from reference.config import load_config
     from reference.distributed import DistContext, accelerator_name
     from reference.trainer import Trainer
@@ -48,13 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     log = MLPerfLogger(log_path, rank=dist.rank, barrier=dist.barrier)
     sub = load_submission(args.submission)
     accel = accelerator_name(dist.device)
-    submission_keys = {
-        "submission_benchmark": "deepspeech2",
-        "submission_org": sub.org,
-        "submission_division": cfg.division,
-        "submission_status": sub.status,
-        "submission_platform": platform_name(sub, cards, accel),
-    }
+    submission_keys = submission_log_values(sub, cards, accel)
+    # A closed claim needs closed hyper-parameters: open if either side says open.
+    if "open" in (cfg.division, sub.division):
+        submission_keys["submission_division"] = "open"
     hooks = MLPerfHooks(log, cfg, cards, submission_keys)
     trainer = Trainer(cfg, run_dir, hooks=hooks, dist=dist, resume=args.resume,
                       preflight_workers=args.preflight_workers)
@@ -65,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     code = EXIT_ERROR
+    failure = "worker error"
     try:
         trainer.prepare_data()  # offline validation: before init_start, outside timing
         hooks.log_init_start(resumed_from="checkpoint" if args.resume else None)
@@ -76,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["log"] = log_path.name if log_path else None
             (run_dir / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
     except Exception as err:  # noqa: BLE001 - reported, logged, and turned into an exit code
+        failure = f"{type(err).__name__} on rank {dist.rank}: {err}"
         print(f"[rank {dist.rank}] error: {type(err).__name__}: {err}", file=sys.stderr)
         traceback.print_exc()
         if dist.is_main:
@@ -84,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if not log.stopped:
             # Failed before the trainer's own run_stop (e.g. bad data in setup):
             # the log must still end honestly. No barrier: peers may be gone.
-            log.barrier = None
-            log.run_stop("aborted", f"worker error on rank {dist.rank}")
+            log.run_stop("aborted", failure, sync=False)
         log.close()
         try:
             dist.close()

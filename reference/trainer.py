@@ -14,7 +14,6 @@ skips the step on every rank (never back-propagated) and is counted.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -335,7 +334,7 @@ class Trainer:
                 last_seed = float(seed.detach())
             if self.dist.is_main and (k + 1) % cfg.train.log_every_steps == 0:
                 print(f"[train] epoch {epoch} step {k + 1}/{steps_total} "
-                      f"loss(nll/utt) {float(nll_utt):.3f}", file=sys.stderr, flush=True)
+                      f"loss(nll/utt) {float(nll_utt.detach()):.3f}", file=sys.stderr, flush=True)
             every = cfg.train.checkpoint_every_steps
             if every and self.global_step % every == 0 and k + 1 < steps_total:
                 self.save(epoch, k + 1)
@@ -448,6 +447,7 @@ class Trainer:
             res.status, res.reason = "aborted", f"{type(err).__name__}: {err}"
             raise
         finally:
+            res.global_step = self.global_step
             timed = getattr(self, "_timed", [0, 0.0])
             res.throughput = timed[0] / timed[1] if timed[1] > 0 else None
             summary = {k: v for k, v in asdict(res).items() if k != "history"}
