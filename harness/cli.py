@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=Path, required=True)
     ev.add_argument("--manifest", type=Path, required=True)
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--threads", type=int, default=0,
+                    help="CPU threads (use the run's threads per rank to reproduce it exactly)")
     sub.add_parser("check", help="MLPerf compliance check", add_help=False)
     sub.add_parser("verify", help="data preflight of manifests", add_help=False)
     sub.add_parser("data", help="build the embedded corpus or LibriSpeech manifests", add_help=False)
@@ -55,7 +57,8 @@ def main(argv: list[str]) -> int:
     if args.command == "eval":
         from reference.evaluate import evaluate_checkpoint
 
-        print(json.dumps(evaluate_checkpoint(args.checkpoint, args.manifest, args.device), indent=1))
+        print(json.dumps(evaluate_checkpoint(args.checkpoint, args.manifest, args.device,
+                                             threads=args.threads), indent=1))
         return 0
     from harness.bench import run_bench, run_scaling
 

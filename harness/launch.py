@@ -18,6 +18,8 @@ from pathlib import Path
 
 from harness.rundir import create_run_dir, log_segments
 
+EXIT_NOT_CONVERGED = 3  # the run ended without reaching its target (or had none)
+
 
 @dataclass
 class LaunchSpec:
@@ -63,9 +65,24 @@ def _close_log_if_open(run_dir: Path, reason: str) -> bool:
     return bool(segs) and append_run_stop_aborted(segs[-1], reason)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the launcher dies (even by SIGKILL).
+
+    The worker (or torchrun, which forwards it) then stops at the next step
+    boundary with a checkpoint and an honest `run_stop aborted`, instead of
+    training on as an orphan.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def supervise(cmd: list[str], run_dir: Path, env: dict[str, str]) -> int:
     """Run the workers; on any exit, leave a log that ends in run_stop. Returns the exit code."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
     got_signal: list[int] = []
 
     def forward(signum: int, _frame) -> None:
@@ -94,6 +111,14 @@ def supervise(cmd: list[str], run_dir: Path, env: dict[str, str]) -> int:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    result = run_dir / "result.json"
+    if code == 0:
+        if result.is_file():
+            import json
+
+            code = 0 if json.loads(result.read_text()).get("status") == "success" else EXIT_NOT_CONVERGED
+        else:
+            code = 1  # exited "cleanly" without a result: something is wrong
     why = (f"launcher received {signal.Signals(got_signal[0]).name}" if got_signal
            else f"workers exited with code {code} before run_stop (a rank died)")
     if _close_log_if_open(run_dir, why):
@@ -111,6 +136,10 @@ def launch(spec: LaunchSpec, run_dir: Path, resume: bool = False,
         env.pop("OMP_NUM_THREADS", None)
     repo = Path(__file__).resolve().parent.parent
     env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    (run_dir / "result.json").unlink(missing_ok=True)  # written anew by this attempt
+    if resume and _close_log_if_open(run_dir, "attempt interrupted (resumed later)"):
+        print(f"[harness] {run_dir}: closed the interrupted attempt's log with run_stop aborted",
+              file=sys.stderr)
     return supervise(worker_command(spec, run_dir, resume, submission), run_dir, env)
 
 

@@ -5,7 +5,9 @@ Reads the resolved config from the run directory, joins the process group
 with `run_stop`: success only when the target was reached. SIGTERM/SIGINT stop
 at the next step boundary with a checkpoint.
 
-Exit codes: 0 target reached, 3 run ended without reaching the target, 1 error.
+Exit codes: 0 the run ended by its protocol (see result.json), 1 error or
+terminated. `harness bench` maps result.json to 0 (target reached) or 3
+(ended without reaching it).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-EXIT_SUCCESS, EXIT_ERROR, EXIT_NOT_CONVERGED = 0, 1, 3
+EXIT_SUCCESS, EXIT_ERROR = 0, 1
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -68,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         hooks.log_init_start(resumed_from="checkpoint" if args.resume else None)
         trainer.setup()
         result = trainer.fit()
-        code = EXIT_SUCCESS if result.status == "success" else EXIT_NOT_CONVERGED
+        # A run that ended by the protocol (target reached, or epochs used up)
+        # exits 0 so torchrun does not report it as a crash; the launcher turns
+        # result.json into the final exit code. Terminations are errors.
+        code = EXIT_ERROR if result.reason.startswith("terminated") else EXIT_SUCCESS
         if dist.is_main:
             summary = {k: v for k, v in result.__dict__.items() if k != "history"}
             summary["log"] = log_path.name if log_path else None

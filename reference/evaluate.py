@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from reference.checkpoint import load_checkpoint
@@ -15,17 +16,25 @@ from reference.config import config_from_dict
 from reference.data import BatchLoader, UtteranceSet
 from reference.distributed import DistContext, pick_device
 from reference.model import DeepSpeech2
-from reference.trainer import Trainer
+from reference.trainer import Trainer, default_threads
 
 
 def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
-                        batch: int | None = None) -> dict[str, Any]:
+                        batch: int | None = None, threads: int = 0) -> dict[str, Any]:
+    """Metrics of `checkpoint` on `manifest`.
+
+    On CPU the thread count changes float summation order, and near-tied
+    logits can then decode differently: to reproduce a run's logged numbers
+    bit for bit, use the run's threads per rank (description.json).
+    """
     state = load_checkpoint(checkpoint)
     cfg = config_from_dict(yaml.safe_load(state["config"]), source=f"{checkpoint} (config)")
     cfg.data.eval_manifest = str(Path(manifest).resolve())
     if batch:
         cfg.data.eval_batch = batch
     dist = DistContext(device=pick_device(device, 0))
+    if dist.device.type == "cpu":
+        torch.set_num_threads(threads or default_threads(1))
     tr = Trainer(cfg, Path(checkpoint).parent, dist=dist)
     tr.eval = tr._load_split(Path(cfg.data.eval_manifest))
     tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)

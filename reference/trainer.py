@@ -215,6 +215,18 @@ class Trainer:
         if step >= self.batches.steps_per_epoch:  # saved at the end of an epoch
             epoch, step = epoch + 1, 0
         self.start_epoch, self.start_step = epoch, step
+        if self.dist.is_main:
+            # metrics.jsonl may hold records written after this checkpoint; keep
+            # the old file for the record and restart it from the checkpoint.
+            metrics = self.run_dir / "metrics.jsonl"
+            if metrics.exists():
+                k = 1
+                while (self.run_dir / f"metrics.before-resume{k}.jsonl").exists():
+                    k += 1
+                metrics.rename(self.run_dir / f"metrics.before-resume{k}.jsonl")
+            with metrics.open("w") as f:
+                for rec in self.result.history:
+                    f.write(json.dumps(rec) + "\n")
         print(f"[resume] {path.name}: continuing at epoch {epoch}, step {step}", file=sys.stderr)
 
     # ----------------------------------------------------------------- steps
@@ -372,9 +384,24 @@ class Trainer:
             raise NonFiniteAbort(f"{self.result.skipped_steps} steps had a non-finite loss "
                                  f"(limit {limit:.0%} of {total} steps)")
 
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's batch-norm statistics (what the checkpoint holds).
+
+        DDP broadcasts buffers at the start of each training forward, so after
+        the last step every rank's running statistics include its own last
+        batch: evaluating with them would make the metrics depend on the rank
+        layout.
+        """
+        if self.dist.distributed:
+            import torch.distributed as tdist
+
+            for buf in self.model.buffers():
+                tdist.broadcast(buf, src=0)
+
     def evaluate(self) -> dict[str, Any]:
         """Greedy-decode the eval split; metrics identical for any rank count."""
         self.ddp.eval()
+        self._sync_buffers()
         mine = eval_batches(self.eval.durations, self.cfg.data.eval_batch, self.dist.rank,
                             self.dist.world_size)
         errors = []
