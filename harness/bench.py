@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -83,12 +84,39 @@ def _print_summary(run_dir: Path, code: int) -> None:
               file=sys.stderr)
 
 
+def _shared_run_dir(runs: Path, cfg, spec: LaunchSpec, device: str, sub: Path) -> Path:
+    """Multi-node: one run directory on the shared filesystem, named by the job.
+
+    Node 0 creates it; the other nodes wait for its config. Whichever node ends
+    up hosting global rank 0 writes the log there.
+    """
+    import time
+
+    if not spec.rdzv_id or spec.rdzv_id == "ds2bench":
+        raise SystemExit("[harness] multi-node runs need a unique job id: set RDZV_ID "
+                         "(SLURM_JOB_ID is used under SLURM)")
+    run_dir = runs / f"{cfg.name}-{spec.world_size}x{device}-job{spec.rdzv_id}-s{cfg.train.seed}"
+    if spec.node_rank == 0:
+        runs.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()  # fails if the job id was used before: never share a directory
+        (run_dir / "checkpoints").mkdir()
+        _write_run_files(run_dir, cfg, spec, device, sub)
+    else:
+        deadline = time.time() + 300
+        while not (run_dir / "system_desc.json").exists():
+            if time.time() > deadline:
+                raise SystemExit(f"[harness] {run_dir}: node 0 never created it (shared RUNS?)")
+            time.sleep(1)
+    return run_dir
+
+
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     from reference.config import ConfigError, load_config
 
     spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
                       rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
-                      preflight_workers=2)
+                      preflight_workers=2,
+                      rdzv_id=os.environ.get("RDZV_ID") or os.environ.get("SLURM_JOB_ID") or "ds2bench")
     try:
         if args.resume:
             run_dir = args.resume
@@ -109,11 +137,15 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         seed0 = int(args.seed)
     _ensure_data(base)
     device = _device_label(args.device)
+    runs = args.runs
     worst = 0
     for k in range(args.repeat):
         cfg = load_config(args.benchmark, overrides + [f"train.seed={seed0 + k}"])
-        run_dir = create_run_dir(args.runs, cfg.name, spec.world_size, device, cfg.train.seed)
-        _write_run_files(run_dir, cfg, spec, device, args.submission)
+        if spec.nnodes > 1:
+            run_dir = _shared_run_dir(runs, cfg, spec, device, args.submission)
+        else:
+            run_dir = create_run_dir(runs, cfg.name, spec.world_size, device, cfg.train.seed)
+            _write_run_files(run_dir, cfg, spec, device, args.submission)
         print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
               f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
         code = launch(spec, run_dir, submission=args.submission)

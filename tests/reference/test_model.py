@@ -2,11 +2,11 @@
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from reference.config import FeatureConfig, ModelConfig
 from reference.labels import NUM_CLASSES
-from reference.model import (CONV_CHANNELS, DeepSpeech2, _RNNLayer, conv_output_bins,
+from reference.model import (CONV_CHANNELS, DeepSpeech2, _RNNLayer, _Valid, conv_output_bins,
                              count_parameters, min_input_frames, output_frames)
 
 BINS = 161
@@ -54,7 +54,7 @@ def test_conv_output_is_21_bins_by_32_channels():
     assert conv_output_bins(BINS) == 21
     assert CONV_CHANNELS == 32
     model = DeepSpeech2(ModelConfig(hidden=16, layers=1))
-    assert model.rnns[0].rnn.input_size == 21 * 32 == 672
+    assert model.rnns[0].fwd.input_size == 21 * 32 == 672
     model.eval()
     with torch.no_grad():
         out = model.conv(torch.randn(1, 1, BINS, 100))
@@ -65,12 +65,12 @@ def test_rnn_input_follows_the_feature_config():
     feat = FeatureConfig(window_ms=25.0)  # n_fft 400 -> 201 bins
     model = _meta_model(ModelConfig(hidden=16, layers=1), feat)
     bins = 201
-    assert model.rnns[0].rnn.input_size == 32 * conv_output_bins(bins) == 32 * 31
+    assert model.rnns[0].fwd.input_size == 32 * conv_output_bins(bins) == 32 * 31
 
 
 def test_layer_layout():
     model = _meta_model(ModelConfig(rnn_type="lstm", hidden=40, layers=3))
-    assert [type(layer.rnn) for layer in model.rnns] == [nn.LSTM] * 3
+    assert [type(layer.fwd) for layer in model.rnns] == [nn.LSTM] * 3
     assert model.rnns[0].bn is None
     assert all(isinstance(layer.bn, nn.BatchNorm1d) for layer in model.rnns[1:])
     assert model.fc.bias is None and model.fc.out_features == NUM_CLASSES == 29
@@ -154,21 +154,31 @@ def test_bidirectional_changes_the_output():
 
 @pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
 def test_bidirectional_sums_directions(rnn_type):
+    """Padded two-direction layer == torch's packed bidirectional RNN, directions summed."""
     torch.manual_seed(3)
     hidden = 12
     layer = _RNNLayer(rnn_type, 20, hidden, bidirectional=True, batch_norm=False).eval()
-    x = torch.randn(9, 3, 20)
-    packed = pack_padded_sequence(x, torch.tensor([9, 4, 6]), enforce_sorted=False)
+    cls = nn.GRU if rnn_type == "gru" else nn.LSTM
+    ref = cls(20, hidden, bidirectional=True).eval()
     with torch.no_grad():
-        out = layer(packed)
-        raw, _ = layer.rnn(packed)
-    assert out.data.shape[-1] == hidden
-    assert raw.data.shape[-1] == 2 * hidden
-    torch.testing.assert_close(out.data, raw.data[:, :hidden] + raw.data[:, hidden:])
+        for name, p in layer.fwd.named_parameters():
+            getattr(ref, name).copy_(p)
+        for name, p in layer.bwd.named_parameters():
+            getattr(ref, name + "_reverse").copy_(p)
+    x = torch.randn(9, 3, 20)
+    lengths = torch.tensor([9, 4, 6])
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    with torch.no_grad():
+        out = layer(x, _Valid(lengths, 9, x.device))
+        raw, _ = ref(packed)
+        raw, _ = pad_packed_sequence(raw, total_length=9)
+    assert out.shape == (9, 3, hidden)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[:n, b], raw[:n, b, :hidden] + raw[:n, b, hidden:])
 
 
 def test_unidirectional_output_is_hidden():
     layer = _RNNLayer("gru", 20, 12, bidirectional=False, batch_norm=True).eval()
-    packed = pack_padded_sequence(torch.randn(5, 2, 20), torch.tensor([5, 3]))
+    x = torch.randn(5, 2, 20)
     with torch.no_grad():
-        assert layer(packed).data.shape == (8, 12)
+        assert layer(x, _Valid(torch.tensor([5, 3]), 5, x.device)).shape == (5, 2, 12)
