@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, harness_env, metrics, mllog, only_run_dir, run_bench
+from e2e_util import REPO, harness_env, metrics, mllog, only_run_dir, run_bench
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, bench_cmd, harness_env, metrics, mllog, only_run_dir, run_bench
+from e2e_util import REPO, _workers_of, bench_cmd, harness_env, metrics, mllog, only_run_dir, run_bench
 
 pytestmark = pytest.mark.e2e
 # Relative tolerance on per-epoch mean training loss between 1x16 and 2x8:
@@ -80,6 +80,28 @@ def test_distributed_eval_equals_single_process(pair, mini_corpus):
         assert got[key] == ev[key], key
 
 
+def test_results_report_over_card_counts(pair, tmp_path):
+    """`python -m results` on a 1-card and a 2-card run: tables, CSV row per card count, plots."""
+    import shutil
+
+    (_, d1), (_, d2) = pair
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for d in (d1, d2):
+        shutil.copytree(d, runs / d.name, ignore=shutil.ignore_patterns("checkpoints"))
+    proc = subprocess.run([sys.executable, "-m", "results", "--runs", str(runs)], cwd=REPO,
+                          env=harness_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = runs / "report"
+    md = (report / "results.md").read_text()
+    assert "0.3443" in md and "raw logits" in md  # the published number with its definition
+    import csv
+
+    rows = list(csv.DictReader((report / "results.csv").open()))
+    assert sorted(int(r["cards"]) for r in rows) == [1, 2]
+    assert len(list(report.glob("*.png"))) >= 2
+
+
 def test_early_stop_on_both_ranks(mini_corpus, tmp_path):
     proc = run_bench(tmp_path, mini_corpus, cards=2,
                      overrides=["train.epochs=4", "train.target_wer=100"])
@@ -125,32 +147,3 @@ def test_killed_rank_aborts_whole_job(mini_corpus, tmp_path, victim):
     assert recs[-1]["key"] == "run_stop", recs[-1]
     assert recs[-1]["metadata"]["status"] == "aborted"
     assert sum(r["key"] == "run_stop" for r in recs) == 1
-
-
-def _workers_of(root_pid: int) -> dict[int, int]:
-    """rank → pid among the descendants of `root_pid` running harness.worker."""
-    children: dict[int, list[int]] = {}
-    info: dict[int, tuple[list[bytes], dict[bytes, bytes]]] = {}
-    for proc_dir in Path("/proc").iterdir():
-        if not proc_dir.name.isdigit():
-            continue
-        try:
-            stat = (proc_dir / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            cmd = (proc_dir / "cmdline").read_bytes().split(b"\0")
-            env = dict(e.split(b"=", 1) for e in (proc_dir / "environ").read_bytes().split(b"\0")
-                       if b"=" in e)
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(proc_dir.name))
-        info[int(proc_dir.name)] = (cmd, env)
-    found: dict[int, int] = {}
-    stack = [root_pid]
-    while stack:
-        pid = stack.pop()
-        for child in children.get(pid, []):
-            stack.append(child)
-            cmd, env = info[child]
-            if b"harness.worker" in cmd and b"torch.distributed.run" not in cmd and b"RANK" in env:
-                found[int(env[b"RANK"])] = child
-    return found

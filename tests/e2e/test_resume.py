@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, bench_cmd, harness_env, metrics, mllog, only_run_dir, run_bench
+from e2e_util import REPO, _workers_of, bench_cmd, harness_env, metrics, mllog, only_run_dir, run_bench
 
 pytestmark = pytest.mark.e2e
 EPOCHS = 3
@@ -44,8 +44,6 @@ def test_resume_after_sigkill_equals_uninterrupted(mini_corpus, tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("second evaluation never came")
-        from test_distributed import _workers_of
-
         workers = _workers_of(proc.pid)
         assert list(workers) == [0], workers
         os.kill(workers[0], signal.SIGKILL)  # the training process, no chance to clean up

@@ -1,4 +1,4 @@
-"""Shared fixtures for end-to-end runs: a small real corpus and a harness runner.
+"""Helpers for end-to-end runs: build and run `python -m harness` commands, read logs.
 
 The corpus is the embedded espeak-ng corpus limited to its first utterances
 (real FLAC files, verified against the committed checksums); runs go through
@@ -15,20 +15,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MINI_UTTERANCES = 64
 
 # A model small enough for seconds-long epochs on 2 cores; reference conv front end.
 SMALL = ["model.hidden=32", "model.layers=1", "model.bidirectional=false",
          "train.batch_per_card=8", "data.eval_batch=16", "train.log_every_steps=1000"]
-
-
-@pytest.fixture(scope="session")
-def mini_corpus(tmp_path_factory) -> Path:
-    from reference.corpus import build_corpus
-
-    out = tmp_path_factory.mktemp("corpus") / "embedded"
-    build_corpus(out, limit=MINI_UTTERANCES, workers=2, progress=False)
-    return out
 
 
 def harness_env() -> dict[str, str]:
@@ -71,3 +61,32 @@ def mllog(path: Path) -> list[dict]:
 def metrics(run_dir: Path, kind: str) -> list[dict]:
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l]
     return [r for r in rows if r["kind"] == kind]
+
+
+def _workers_of(root_pid: int) -> dict[int, int]:
+    """rank → pid among the descendants of `root_pid` running harness.worker."""
+    children: dict[int, list[int]] = {}
+    info: dict[int, tuple[list[bytes], dict[bytes, bytes]]] = {}
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            stat = (proc_dir / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            cmd = (proc_dir / "cmdline").read_bytes().split(b"\0")
+            env = dict(e.split(b"=", 1) for e in (proc_dir / "environ").read_bytes().split(b"\0")
+                       if b"=" in e)
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(proc_dir.name))
+        info[int(proc_dir.name)] = (cmd, env)
+    found: dict[int, int] = {}
+    stack = [root_pid]
+    while stack:
+        pid = stack.pop()
+        for child in children.get(pid, []):
+            stack.append(child)
+            cmd, env = info[child]
+            if b"harness.worker" in cmd and b"torch.distributed.run" not in cmd and b"RANK" in env:
+                found[int(env[b"RANK"])] = child
+    return found

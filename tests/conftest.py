@@ -1,0 +1,18 @@
+"""Fixtures shared by all test packages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+MINI_UTTERANCES = 64  # per split: the first utterances of the embedded corpus
+
+
+@pytest.fixture(scope="session")
+def mini_corpus(tmp_path_factory) -> Path:
+    """A real slice of the embedded corpus (espeak-ng FLAC, checksum-verified)."""
+    from reference.corpus import build_corpus
+
+    out = tmp_path_factory.mktemp("corpus") / "embedded"
+    build_corpus(out, limit=MINI_UTTERANCES, workers=2, progress=False)
+    return out
