@@ -87,6 +87,6 @@ def _workers_of(root_pid: int) -> dict[int, int]:
         for child in children.get(pid, []):
             stack.append(child)
             cmd, env = info[child]
-            if b"harness.worker" in cmd and b"torch.distributed.run" not in cmd and b"RANK" in env:
-                found[int(env[b"RANK"])] = child
+            if b"harness.worker" in cmd and b"torch.distributed.run" not in cmd:
+                found[int(env.get(b"RANK", b"0"))] = child  # 1 card: no torchrun, no RANK
     return found
