@@ -111,7 +111,7 @@ def _shared_run_dir(runs: Path, cfg, spec: LaunchSpec, device: str, sub: Path) -
 
 
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
-    from reference.config import ConfigError, load_config
+    from reference.config import ConfigError, load_config, resolve_cards
 
     spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
                       rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
@@ -126,7 +126,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
             _print_summary(run_dir, code)
             return code
         overrides = list(args.overrides)
-        base = load_config(args.benchmark, overrides)
+        base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
     except ConfigError as err:
         print(f"[harness] config error: {err}", file=sys.stderr)
         return 2
@@ -140,7 +140,8 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     runs = args.runs
     worst = 0
     for k in range(args.repeat):
-        cfg = load_config(args.benchmark, overrides + [f"train.seed={seed0 + k}"])
+        cfg = resolve_cards(load_config(args.benchmark, overrides + [f"train.seed={seed0 + k}"]),
+                            spec.world_size)
         if spec.nnodes > 1:
             run_dir = _shared_run_dir(runs, cfg, spec, device, args.submission)
         else:

@@ -44,7 +44,7 @@ from torch import nn
 from harness.flops import ModelShape, batch_training_flops, utterance_flops
 from reference.augment import augment_params
 from reference.config import (AugmentConfig, BenchmarkConfig, DataConfig, FeatureConfig,
-                              ModelConfig, OptimConfig, load_config)
+                              ModelConfig, OptimConfig, load_config, resolve_cards)
 from reference.data import Batch, collate
 from reference.distributed import pick_device, synchronize
 from reference.features import featurize, frame_counts, num_bins, num_frames
@@ -720,7 +720,7 @@ def main(argv: list[str]) -> int:
     if watch.samples["start"] > 0.5 * cores:
         log(f"[perf] WARNING: load average {watch.samples['start']:.2f} > 0.5 x {cores} cores: "
             "other processes compete for the CPU; numbers will be pessimistic")
-    tiny_cfg: BenchmarkConfig = load_config(REPO / "benchmarks" / "tiny.yaml")
+    tiny_cfg: BenchmarkConfig = resolve_cards(load_config(REPO / "benchmarks" / "tiny.yaml"), 1)
     feat, aug = tiny_cfg.features, tiny_cfg.augment
     small_steps = args.tiny_steps or (2 if args.quick else 30)
     specs = [ModelSpec("tiny", "tiny: BiGRU 3x256, b" + str(tiny_cfg.train.batch_per_card),

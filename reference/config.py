@@ -119,6 +119,10 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     batch_per_card: int = 8
+    # When set, the global batch is fixed and each card gets global_batch / cards
+    # (the launcher resolves batch_per_card), so the optimisation is the same
+    # on any card count. None: batch_per_card is fixed (the seed's semantics).
+    global_batch: int | None = None
     epochs: int = 10
     target_wer: float | None = 23.0  # reference WER in %; None = never stop early
     seed: int = 1
@@ -135,6 +139,8 @@ class TrainConfig:
 
     def validate(self, where: str) -> None:
         _check(self.batch_per_card >= 1, where, "batch_per_card", "must be >= 1", self.batch_per_card)
+        _check(self.global_batch is None or self.global_batch >= 1, where, "global_batch",
+               "must be >= 1 or null", self.global_batch)
         _check(self.epochs >= 1, where, "epochs", "must be >= 1", self.epochs)
         _check(self.target_wer is None or 0 < self.target_wer <= 100, where, "target_wer",
                "must be in (0, 100] or null", self.target_wer)
@@ -268,6 +274,16 @@ def config_from_dict(raw: dict, overrides: list[str] | None = None,
         return _build(BenchmarkConfig, tree, "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def resolve_cards(cfg: BenchmarkConfig, cards: int) -> BenchmarkConfig:
+    """Fix batch_per_card for `cards` cards when the benchmark fixes the global batch."""
+    gb = cfg.train.global_batch
+    if gb is not None:
+        if gb % cards:
+            raise ConfigError(f"train.global_batch: {gb} is not divisible by {cards} cards")
+        cfg.train.batch_per_card = gb // cards
+    return cfg
 
 
 def load_config(path: Path | str, overrides: list[str] | None = None) -> BenchmarkConfig:

@@ -18,7 +18,7 @@ from reference.hooks import TrainerHooks
 from reference.trainer import Trainer
 
 SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false",
-         "train.batch_per_card=8", "train.target_wer=null", "train.epochs=1",
+         "train.global_batch=null", "train.batch_per_card=8", "train.target_wer=null", "train.epochs=1",
          "data.eval_batch=32", "train.log_every_steps=1000", "train.threads=1"]
 
 
