@@ -99,7 +99,8 @@ class Trainer:
         self.preflight_workers = preflight_workers
         self.stop_requested: str | None = None  # set by signal handlers
         self.result = RunResult()
-        self._state_loaded: dict[str, Any] | None = None
+        # Warm-up-excluded (samples, seconds) of this process, for the run throughput.
+        self._timed = [0, 0.0]
 
     # ------------------------------------------------------------------ data
     def _load_split(self, manifest: Path) -> _Split:
@@ -363,7 +364,6 @@ class Trainer:
         timed_time = (t_end - t_timed) if t_timed is not None else 0.0
         self.result.train_samples += samples
         self.result.train_time_s += t_end - t_epoch
-        self._timed = getattr(self, "_timed", [0, 0.0])
         self._timed[0] += timed_samples
         self._timed[1] += timed_time
         return {
@@ -475,8 +475,7 @@ class Trainer:
             raise
         finally:
             res.global_step = self.global_step
-            timed = getattr(self, "_timed", [0, 0.0])
-            res.throughput = timed[0] / timed[1] if timed[1] > 0 else None
+            res.throughput = self._timed[0] / self._timed[1] if self._timed[1] > 0 else None
             summary = {k: v for k, v in asdict(res).items() if k != "history"}
             summary["run_time(s)"] = time.perf_counter() - t0
             self._emit({"kind": "final", **summary})
