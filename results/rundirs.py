@@ -81,6 +81,11 @@ def log_segments(run_dir: Path) -> list[Path]:
 def config_hash(cfg: dict[str, Any]) -> str:
     """Short hash of the resolved config without the seed and the card count."""
     clean = json.loads(json.dumps(cfg, default=str))  # deep copy, plain types
+    train = clean.get("train")
+    if isinstance(train, dict) and train.get("global_batch") is not None:
+        # The launcher derived batch_per_card = global_batch / cards: with the
+        # global batch fixed, runs on different card counts are one experiment.
+        train.pop("batch_per_card", None)
     for path in HASH_IGNORED:
         node = clean
         for part in path[:-1]:
