@@ -627,11 +627,14 @@ def _table(result: dict[str, Any]) -> str:
     if c["loaded"]:
         why = []
         if c["load_samples"].get("start", 0.0) > 0.5 * c["cores"]:
-            why.append(f"load average {c['load_samples']['start']} at start > 0.5 x {c['cores']} cores")
+            why.append(f"load average {c['load_samples']['start']} at start > 0.5 x {c['cores']} cores"
+                       + ("" if c["contended_sections"] else
+                          f" (a lagging 1-min average: other processes then used at most "
+                          f"{c['other_processes_cpu_max']:.2f} cores)"))
         if c["contended_sections"]:
             why.append("other processes used > 0.25 x cores during "
                        + ", ".join(c["contended_sections"]))
-        lines.append(f"  ** LOADED: {'; '.join(why)}: those numbers are pessimistic **")
+        lines.append(f"  ** LOADED: {'; '.join(why)}: numbers may be pessimistic **")
     lines.append(f"  data: {result['data']['source']}: {result['data']['detail']}")
     mm = result["matmul"]
     lines.append(f"  dense fp32 matmul {mm['n']}^3: best {mm['best_gflops']:.1f} GFLOP/s "
