@@ -268,7 +268,8 @@ class Trainer:
         self.dist.all_reduce_sum(t)
         return (t / self.dist.world_size).tolist()
 
-    def _losses(self, logits, out_lens, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _losses(self, logits, out_lens, batch: Batch, with_seed: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         dev = self.dist.device
         targets = batch.targets.to(dev, non_blocking=True)
         tlens = batch.target_lengths.to(dev, non_blocking=True)
@@ -276,7 +277,8 @@ class Trainer:
         per_utt = ctc_per_utterance(logits, out_lens, targets, tlens)
         nll_utt = per_utt.sum() / per_utt.shape[0]
         nll_char = per_utt.sum() / tlens.sum()
-        return nll_utt, nll_char, seed_loss(logits, out_lens, targets, tlens)
+        seed = seed_loss(logits, out_lens, targets, tlens) if with_seed else None
+        return nll_utt, nll_char, seed
 
     def _init_loss(self) -> dict[str, Any]:
         """Losses of the untrained model on the first batch (the seed-loss baseline)."""
@@ -319,7 +321,11 @@ class Trainer:
             feats, frames = self._to_device(batch, epoch)
             with self._autocast():
                 logits, out_lens = self.ddp(feats, frames)
-            nll_utt, nll_char, seed = self._losses(logits, out_lens, batch)
+            # The seed's quantity is only reported for the last step of an epoch:
+            # no extra CTC pass in the hot loop unless it is the objective.
+            last_step = k == steps_total - 1
+            nll_utt, nll_char, seed = self._losses(
+                logits, out_lens, batch, with_seed=last_step or cfg.train.loss != "ctc_nll")
             loss = nll_utt if cfg.train.loss == "ctc_nll" else seed
             # Decide on every rank together whether this step is usable: a rank
             # that skipped backward alone would hang the gradient all-reduce.
@@ -343,7 +349,7 @@ class Trainer:
             self.global_step += 1
             if t_timed is not None:
                 timed_steps += 1
-            if k == steps_total - 1:
+            if last_step:
                 last_seed = float(seed.detach())
             if self.dist.is_main and (k + 1) % cfg.train.log_every_steps == 0:
                 print(f"[train] epoch {epoch} step {k + 1}/{steps_total} "
