@@ -30,9 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # The reference front end (reference/model.py); kept here as plain numbers.
+# Channels come from ModelShape.conv_channels (32 in the reference).
 CONV_CHANNELS = 32
-CONV1 = {"cin": 1, "cout": CONV_CHANNELS, "kernel": (41, 11), "stride": (2, 2)}
-CONV2 = {"cin": CONV_CHANNELS, "cout": CONV_CHANNELS, "kernel": (21, 11), "stride": (2, 1)}
+CONV1 = {"kernel": (41, 11), "stride": (2, 2)}
+CONV2 = {"kernel": (21, 11), "stride": (2, 1)}
 NUM_CLASSES = 29
 GATES = {"gru": 3, "lstm": 4}
 
@@ -64,12 +65,14 @@ class ModelShape:
     layers: int = 3
     bidirectional: bool = False
     bins: int = 161  # 16 kHz, 20 ms window → n_fft 320 → 161 bins
+    conv_channels: int = CONV_CHANNELS
 
     @classmethod
     def of(cls, model_cfg, bins: int = 161) -> "ModelShape":
-        """From a `ModelConfig`-like object (rnn_type, hidden, layers, bidirectional)."""
+        """From a `ModelConfig`-like object (rnn_type, hidden, layers, bidirectional, conv_channels)."""
         return cls(model_cfg.rnn_type, model_cfg.hidden, model_cfg.layers,
-                   bool(model_cfg.bidirectional), bins)
+                   bool(model_cfg.bidirectional), bins,
+                   int(getattr(model_cfg, "conv_channels", CONV_CHANNELS)))
 
     @property
     def conv1_bins(self) -> int:
@@ -81,7 +84,7 @@ class ModelShape:
 
     @property
     def rnn_input(self) -> int:
-        return CONV_CHANNELS * self.conv2_bins  # 32 × 21 = 672 at 161 bins
+        return self.conv_channels * self.conv2_bins  # 32 × 21 = 672 at 161 bins
 
 
 @dataclass
@@ -117,8 +120,9 @@ def utterance_flops(frames: int, shape: ModelShape) -> Flops:
     t2 = conv_out(t1, CONV2["kernel"][1], CONV2["stride"][1])
     kh1, kw1 = CONV1["kernel"]
     kh2, kw2 = CONV2["kernel"]
-    c1 = conv_flops(CONV1["cin"], CONV1["cout"], kh1, kw1, shape.conv1_bins, t1)
-    c2 = conv_flops(CONV2["cin"], CONV2["cout"], kh2, kw2, shape.conv2_bins, t2)
+    ch = shape.conv_channels
+    c1 = conv_flops(1, ch, kh1, kw1, shape.conv1_bins, t1)
+    c2 = conv_flops(ch, ch, kh2, kw2, shape.conv2_bins, t2)
     rnn = []
     for layer in range(shape.layers):
         inp = shape.rnn_input if layer == 0 else shape.hidden
@@ -136,7 +140,8 @@ def parameters(shape: ModelShape) -> int:
     """Weights of the dense layers (for cross-checks; BN and biases excluded)."""
     kh1, kw1 = CONV1["kernel"]
     kh2, kw2 = CONV2["kernel"]
-    n = CONV1["cin"] * CONV1["cout"] * kh1 * kw1 + CONV2["cin"] * CONV2["cout"] * kh2 * kw2
+    ch = shape.conv_channels
+    n = ch * kh1 * kw1 + ch * ch * kh2 * kw2
     gates = GATES[shape.rnn_type]
     dirs = 2 if shape.bidirectional else 1
     for layer in range(shape.layers):

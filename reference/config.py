@@ -30,9 +30,14 @@ class ModelConfig:
     bidirectional: bool = False
     # The reference puts a BatchNorm1d (over time steps) before RNN layers 2..n.
     rnn_batch_norm: bool = True
+    # Channels of both front-end convolutions; the reference has 32. Fewer make a
+    # small open-division model cheaper (the convolutions dominate its FLOPs).
+    conv_channels: int = 32
 
     def validate(self, where: str) -> None:
         _check(self.hidden >= 1, where, "hidden", "must be >= 1", self.hidden)
+        _check(self.conv_channels >= 1, where, "conv_channels", "must be >= 1",
+               self.conv_channels)
         _check(self.layers >= 1, where, "layers", "must be >= 1", self.layers)
 
 

@@ -1,7 +1,8 @@
 """The DeepSpeech2 reference model (MLCommons v0.5 / Cambricon port).
 
 Conv2d(1,32,(41,11),s(2,2)) BN Hardtanh(0,20) → Conv2d(32,32,(21,11),s(2,1)) BN
-Hardtanh(0,20) (no padding) → RNN stack (GRU or LSTM; BatchNorm1d before layers
+Hardtanh(0,20) (no padding; 32 channels is the reference, `model.conv_channels`
+changes it for small open-division models) → RNN stack (GRU or LSTM; BatchNorm1d before layers
 2..n; bidirectional outputs summed) → BatchNorm1d(hidden) + Linear(hidden, 29,
 bias=False). The model returns raw logits (T, B, 29); the losses apply
 log-softmax themselves (see `loss.py`).
@@ -16,10 +17,11 @@ import torch
 from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
+from reference.conv import StridedConv2d
 from reference.features import num_bins
 from reference.labels import NUM_CLASSES
 
-CONV_CHANNELS = 32
+CONV_CHANNELS = 32  # the reference's; ModelConfig.conv_channels defaults to it
 
 
 def conv_output_bins(bins: int) -> int:
@@ -97,15 +99,16 @@ class DeepSpeech2(nn.Module):
     def __init__(self, cfg: ModelConfig, feat: FeatureConfig | None = None) -> None:
         super().__init__()
         bins = num_bins(feat or FeatureConfig())
+        ch = cfg.conv_channels
         self.conv = nn.Sequential(
-            nn.Conv2d(1, CONV_CHANNELS, kernel_size=(41, 11), stride=(2, 2)),
-            nn.BatchNorm2d(CONV_CHANNELS),
+            StridedConv2d(1, ch, kernel_size=(41, 11), stride=(2, 2)),
+            nn.BatchNorm2d(ch),
             nn.Hardtanh(0, 20, inplace=True),
-            nn.Conv2d(CONV_CHANNELS, CONV_CHANNELS, kernel_size=(21, 11), stride=(2, 1)),
-            nn.BatchNorm2d(CONV_CHANNELS),
+            StridedConv2d(ch, ch, kernel_size=(21, 11), stride=(2, 1)),
+            nn.BatchNorm2d(ch),
             nn.Hardtanh(0, 20, inplace=True),
         )
-        rnn_in = CONV_CHANNELS * conv_output_bins(bins)  # 672 at 16 kHz / 20 ms
+        rnn_in = ch * conv_output_bins(bins)  # 32 × 21 = 672 at 16 kHz / 20 ms
         layers = []
         for i in range(cfg.layers):
             layers.append(_RNNLayer(cfg.rnn_type, rnn_in if i == 0 else cfg.hidden, cfg.hidden,
