@@ -12,8 +12,14 @@ import pytest
 import torch
 
 from harness import flops as F
-from harness.perf import main, synthetic_items
-from reference.config import FeatureConfig, ModelConfig
+from harness.perf import main
+from harness.perf.cli import REPO, model_specs
+from harness.perf.measure import measure_training
+from harness.perf.report import target_rows
+from harness.perf.sources import data_source, synthetic_items
+from harness.perf.step import ModelSpec
+from harness.perf.system import torch_threads
+from reference.config import FeatureConfig, ModelConfig, OptimConfig, load_config, resolve_cards
 from reference.features import num_frames
 from reference.labels import min_ctc_frames
 from reference.model import DeepSpeech2, min_input_frames
@@ -111,7 +117,9 @@ def test_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert cfg["threads"] == 1 and cfg["ranks"] == 1
     assert data["data"]["source"] in ("embedded", "synthetic")
     assert _positive(data["matmul"]["best_gflops"])
+    assert data["matmul"]["one_thread"] is None  # --quick: no 1-thread row, no 1-thread matmul
     tiny = data["training"]["tiny"]
+    assert tiny["threads"] == 1 and tiny["mfu_peak_gflops"] == data["matmul"]["best_gflops"]
     for key in ("throughput_utt_s", "step_time_s", "train_gflop_per_utt", "achieved_gflops",
                 "mfu", "parameters", "utterances", "time_s"):
         assert _positive(tiny[key]), (key, tiny[key])
@@ -129,3 +137,38 @@ def test_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) ->
         assert _positive(data["logging"][key]), key
     assert [t["met"] for t in data["targets"]][0] is None  # like-for-like model not run
     assert "targets:" in capsys.readouterr().out
+
+
+def _tiny_config():
+    return resolve_cards(load_config(REPO / "benchmarks" / "tiny.yaml"), 1)
+
+
+def test_seed_comparison_runs_the_same_model_at_one_thread() -> None:
+    cfg = _tiny_config()
+    specs = {s.key: s for s in model_specs(cfg, quick=False, small_steps=30, ref_steps=3)}
+    every, one = specs["gru2x256_b8"], specs["gru2x256_b8_t1"]
+    assert one.threads == 1 and every.threads is None  # None: the run's thread count
+    assert (one.model, one.batch, one.steps) == (every.model, every.batch, every.steps)
+    assert set(s.key for s in model_specs(cfg, quick=True, small_steps=2, ref_steps=3)) == {"tiny"}
+
+
+def test_measure_training_at_one_thread_restores_the_thread_count(tmp_path: Path) -> None:
+    cfg = _tiny_config()
+    spec = ModelSpec("t", "t", ModelConfig("gru", 16, 1, False), 2, OptimConfig(), 0, 1, 0,
+                     threads=1)
+    source = data_source(tmp_path)  # no corpus there: synthetic noise
+    with torch_threads(2):
+        m = measure_training(spec, source, cfg.features, cfg.augment, torch.device("cpu"),
+                             lambda _msg: None)
+        assert torch.get_num_threads() == 2
+    assert m.threads == 1 and m.timed_steps == 1 and m.utterances == 2
+
+
+def test_seed_target_reads_the_one_thread_row() -> None:
+    result = {"training": {"tiny": {"throughput_utt_s": 12.0},
+                           "gru2x256_b8": {"throughput_utt_s": 200.0, "threads": 16},
+                           "gru2x256_b8_t1": {"throughput_utt_s": 50.0, "threads": 1}},
+              "pipeline": {"ratio_to_training": 40.0}, "logging": {"fraction_of_step": 1e-4}}
+    seed, info = target_rows(result)[:2]
+    assert "1 thread" in seed["target"] and seed["measured"] == 50.0 and seed["met"] is False
+    assert "16 threads" in info["target"] and info["measured"] == 200.0 and info["met"] is None

@@ -1,0 +1,49 @@
+"""`python -m harness perf`: training throughput, MFU, data-pipeline rate, logging overhead.
+
+A benchmark, not a test: everything is measured in one process, in one run,
+on one device at the run's thread count (``--threads``, default all cores),
+and printed as a table next to the targets plus a JSON file (``--json``,
+default ``runs/perf/perf-<UTC>.json``). The one exception is the comparison
+with the seed trainer, which was measured at 1 thread: the full run measures
+the same model (GRU 2×256 unidirectional, batch 8) once more at 1 thread
+(``gru2x256_b8_t1``), and the "≥ 3× seed" target is held to that row; the
+all-threads row is printed for information. Every training record says the
+thread count it ran at (``threads``).
+
+Training steps use the real trainer pieces, in the trainer's order
+(`reference.trainer.Trainer._train_epoch`): collate (audio already decoded,
+as with ``data.cache_audio``) → augmentation parameters → `featurize` (gain +
+tempo) → `DeepSpeech2` forward → CTC NLL, per-character NLL and seed loss →
+finite-loss check (one host sync) → backward → gradient-norm clip →
+optimizer step. Clocks are read after `reference.distributed.synchronize`;
+warm-up steps are excluded; throughput = timed utterances / timed wall time.
+
+Batches: real audio from ``data/embedded`` when present — length-sorted
+batches (as the bucketed sampler builds them) whose mean duration is closest
+to the corpus mean, so every step has the corpus's typical length — else
+deterministic noise waveforms of ~2 s with random feasible targets. The
+JSON says which (``data.source``).
+
+MFU = achieved model training FLOP/s (`harness.flops`, useful frames only)
+÷ the best dense fp32 square matmul rate measured in the same run, on the
+same device and at the same thread count: the 1-thread row is divided by a
+matmul measured at 1 thread (``matmul.one_thread``), never by the
+all-threads peak. Each record carries the rate it used (``mfu_peak_gflops``).
+
+Modules: `system` (cores, load, matmul rate), `sources` (batches), `step`
+(one training step as the trainer takes it), `measure` (training, pipeline,
+logging), `report` (records, targets, table), `cli` (arguments, the run).
+"""
+from __future__ import annotations
+
+
+def main(argv: list[str]) -> int:
+    """Run the benchmark (`harness.perf.cli.main`); exit status."""
+    # Imported here so that importing the package (e.g. by `python -m harness`
+    # for another sub-command) does not pull in torch and the reference code.
+    from harness.perf.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+__all__ = ["main"]

@@ -1,0 +1,159 @@
+"""Records, targets and the printed table of a perf run.
+
+The targets are held to like-for-like measurements: the seed trainer was
+measured at 1 thread, so the "≥ 3× seed" row reads the 1-thread run of the
+same model (``gru2x256_b8_t1``); the all-threads run of that model is shown
+for information only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.flops import ModelShape, utterance_flops
+from harness.perf.sources import TYPICAL_DURATION_S
+from harness.perf.step import TrainMeasure
+from reference.config import FeatureConfig
+from reference.features import num_bins, num_frames
+
+SEED_TRAINER_UTT_S = (19.0, 22.0)  # the seed trainer, GRU 2×256 unidirectional, batch 8, this CPU
+SEED_TRAINER_THREADS = 1  # ... measured at 1 thread
+SPEEDUP_TARGET = 3.0
+MFU_TARGET = 0.60
+PIPELINE_TARGET = 10.0
+LOGGING_TARGET = 0.01
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "n/a" if x is None or x != x else format(x, spec)
+
+
+def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig) -> dict[str, Any]:
+    """JSON record of one training measurement; MFU against `peak_gflops`, which must
+    be a matmul rate measured at the same thread count (``m.threads``)."""
+    s = m.spec
+    shape = ModelShape.of(s.model, num_bins(feat))
+    per_utt = m.train_flops / m.utterances if m.utterances else float("nan")
+    typical = utterance_flops(num_frames(int(TYPICAL_DURATION_S * feat.sample_rate), feat), shape)
+    return {
+        "key": s.key, "label": s.label, "model": vars(s.model).copy(), "batch": s.batch,
+        "optimizer": s.optim.name, "parameters": m.parameters, "warmup_steps": s.warmup,
+        "threads": m.threads,
+        "timed_steps": m.timed_steps, "utterances": m.utterances, "time_s": m.time_s,
+        "throughput_utt_s": m.utt_s, "step_time_s": m.step_s,
+        "step_times_s": m.step_times, "mean_audio_s_per_utt": m.audio_s / max(m.utterances, 1),
+        "train_gflop_per_utt": per_utt / 1e9,
+        "flops_typical_utt": typical.as_dict(),
+        "achieved_gflops": m.gflops, "mfu": m.gflops / peak_gflops, "mfu_peak_gflops": peak_gflops,
+        "breakdown_s": m.breakdown, "skipped_steps": m.skipped, "load": m.load,
+    }
+
+
+def _seed_rows(tr: dict[str, Any]) -> list[dict[str, Any]]:
+    lo, hi = SEED_TRAINER_UTT_S
+    like = tr.get("gru2x256_b8_t1")  # same model, batch and thread count as the seed
+    rows = [{"target": f"GRU 2x256 b8 {SEED_TRAINER_THREADS} thread >= {SPEEDUP_TARGET:g}x seed "
+                       f"{lo:g}-{hi:g} utt/s (>= {SPEEDUP_TARGET * hi:g})",
+             "measured": like["throughput_utt_s"] if like else None,
+             "met": (like["throughput_utt_s"] >= SPEEDUP_TARGET * hi) if like else None,
+             "note": (f"{like['throughput_utt_s'] / hi:.2f}x of 22, "
+                      f"{like['throughput_utt_s'] / lo:.2f}x of 19")
+             if like else "not measured (--quick)"}]
+    every = tr.get("gru2x256_b8")  # the run's thread count: not comparable with the seed
+    n = every["threads"] if every else 0
+    threads = f"{n} thread{'s' if n != 1 else ''}" if every else "all threads"
+    rows.append({"target": f"GRU 2x256 b8 {threads} utt/s, for information",
+                 "measured": every["throughput_utt_s"] if every else None, "met": None,
+                 "note": f"{every['throughput_utt_s'] / hi:.2f}x the seed's 22 "
+                         f"(seed: {SEED_TRAINER_THREADS} thread)"
+                 if every else "not measured (--quick)"})
+    return rows
+
+
+def target_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    tr = result["training"]
+    rows = _seed_rows(tr)
+    seed_hi = SEED_TRAINER_UTT_S[1]
+    tiny = tr["tiny"]
+    rows.append({"target": "tiny (BiGRU 3x256 b16) utt/s, for reference",
+                 "measured": tiny["throughput_utt_s"], "met": None,
+                 "note": f"{tiny['throughput_utt_s'] / seed_hi:.2f}x the seed's 22 (different model)"})
+    ref = tr.get("reference")
+    rows.append({"target": f"reference-size MFU >= {MFU_TARGET:.0%}",
+                 "measured": ref["mfu"] if ref else None,
+                 "met": (ref["mfu"] >= MFU_TARGET) if ref else None,
+                 "note": "" if ref else "not measured (--quick)"})
+    p = result["pipeline"]
+    rows.append({"target": f"pipeline / training >= {PIPELINE_TARGET:g}x",
+                 "measured": p["ratio_to_training"], "met": p["ratio_to_training"] >= PIPELINE_TARGET,
+                 "note": ""})
+    lg = result["logging"]
+    rows.append({"target": f"logging <= {LOGGING_TARGET:.0%} of tiny step",
+                 "measured": lg["fraction_of_step"], "met": lg["fraction_of_step"] <= LOGGING_TARGET,
+                 "note": ""})
+    return rows
+
+
+def _header(result: dict[str, Any]) -> list[str]:
+    c = result["config"]
+    lines = [f"ds2bench perf  {result['timestamp_utc']}  device {c['device']}"
+             f"{' (' + c['accelerator'] + ')' if c['accelerator'] else ''}  threads {c['threads']}"
+             f"/{c['cores']} cores  ranks {c['ranks']}",
+             f"  torch {c['torch']}  numpy {c['numpy']}  python {c['python']}  cpu {c['cpu_model']}",
+             f"  load average (1 min, incl. this run's threads): {c['load_samples']}",
+             f"  other processes' CPU use (cores) per section: {c['other_processes_cpu_cores']}"]
+    if c["loaded"]:
+        why = []
+        if c["load_samples"].get("start", 0.0) > 0.5 * c["cores"]:
+            why.append(f"load average {c['load_samples']['start']} at start > 0.5 x {c['cores']} cores"
+                       + ("" if c["contended_sections"] else
+                          f" (a lagging 1-min average: other processes then used at most "
+                          f"{c['other_processes_cpu_max']:.2f} cores)"))
+        if c["contended_sections"]:
+            why.append("other processes used > 0.25 x cores during "
+                       + ", ".join(c["contended_sections"]))
+        lines.append(f"  ** LOADED: {'; '.join(why)}: numbers may be pessimistic **")
+    lines.append(f"  data: {result['data']['source']}: {result['data']['detail']}")
+    mm = result["matmul"]
+    one = mm.get("one_thread")
+    lines.append(f"  dense fp32 matmul {mm['n']}^3: best {mm['best_gflops']:.1f} GFLOP/s "
+                 f"(start {mm['start']['best_gflops']:.1f}, end {mm['end']['best_gflops']:.1f})"
+                 + (f"; 1 thread {one['best_gflops']:.1f} GFLOP/s" if one else ""))
+    return lines
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = _header(result)
+    lines.append("")
+    lines.append(f"  {'model':<32}{'thr':>4}{'utt/s':>8}{'step s':>8}{'GFLOP/utt':>10}{'GFLOP/s':>9}"
+                 f"{'MFU':>7}{'load':>6}{'other':>6}")
+    for r in result["training"].values():
+        lines.append(f"  {r['label']:<32}{r['threads']:>4}{r['throughput_utt_s']:>8.2f}"
+                     f"{r['step_time_s']:>8.3f}{r['train_gflop_per_utt']:>10.2f}"
+                     f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}{r['load']:>6.2f}"
+                     f"{_fmt(r['other_processes_cpu_cores'], '.2f'):>6}")
+    for r in result["training"].values():
+        bd = r.get("breakdown_s") or {}
+        if bd:
+            tot = bd.get("total", 0.0) or 1.0
+            keys = [k for k in bd if k != "total"]
+            lines.append(f"  {r['key']} step split ({bd['total']:.3f} s): " + " ".join(
+                f"{k.replace('_fwd', '>').replace('_bwd', '<')} {bd[k] / tot:.0%}"
+                for k in keys if bd[k] / tot >= 0.005))
+    p = result["pipeline"]
+    lines.append(f"  pipeline (decode+collate+featurize w/ tempo,gain; 1 process): {p['utt_s']:.0f} "
+                 f"utt/s = {p['ratio_to_training']:.1f}x tiny training "
+                 f"(decode {p['decode_collate_s'] / p['time_s']:.0%})")
+    lg = result["logging"]
+    lines.append(f"  logging: event {lg['event_s'] * 1e6:.0f} us, "
+                 f"json line {lg['json_line_s'] * 1e6:.0f} us, "
+                 f"finite-check sync {lg['finite_check_sync_s'] * 1e6:.1f} us, per step "
+                 f"{lg['per_step_s'] * 1e6:.1f} us = {lg['fraction_of_step']:.4%} of tiny step")
+    lines.append("")
+    lines.append("  targets:")
+    for t in result["targets"]:
+        met = {True: "MET", False: "NOT MET", None: "-"}[t["met"]]
+        m = t["measured"]
+        shown = "n/a" if m is None else (f"{m:.2%}" if "MFU" in t["target"] or "logging" in t["target"]
+                                         else f"{m:.2f}")
+        lines.append(f"    {t['target']:<58} {shown:>9}  {met:<7} {t['note']}")
+    return "\n".join(lines)
