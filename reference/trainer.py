@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from reference import checkpoint as ckpt
+from reference import comm
 from reference.augment import augment_params
 from reference.config import BenchmarkConfig, dump_config
 from reference.data import Batch, BatchLoader, UtteranceSet
@@ -81,6 +82,22 @@ def resolve_manifest(cfg: BenchmarkConfig, name: str) -> Path:
     return p if p.is_absolute() else Path(cfg.data.root) / p
 
 
+PREFLIGHT_WAIT_S = 6 * 3600.0  # LibriSpeech's 280k files take minutes, not hours
+
+
+def _wait_for(path: Path, what: str, limit_s: float = PREFLIGHT_WAIT_S) -> None:
+    """Poll for `path`; if rank 0 dies first, torchrun ends this process anyway."""
+    start = last = time.monotonic()
+    while not path.exists():
+        now = time.monotonic()
+        if now - start > limit_s:
+            raise TimeoutError(f"waited {limit_s:.0f} s for {what} ({path} never appeared)")
+        if now - last >= 60:
+            print(f"[train] still waiting for {what} ({now - start:.0f} s)", file=sys.stderr)
+            last = now
+        time.sleep(0.2)
+
+
 def default_threads(local_ranks: int) -> int:
     """Intra-op threads per rank so that threads × ranks never exceeds the cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -104,12 +121,24 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _load_split(self, manifest: Path) -> _Split:
-        from reference.preflight import preflight  # decodes every file: offline validation
+        # decodes every file: offline validation
+        from reference.preflight import preflight, report_key
 
         utts = load_manifest(manifest)
         cache_dir = self.run_dir.parent / ".preflight-cache"
+        # Rank 0 decodes; the other ranks wait for it and read its cached report,
+        # instead of every rank decoding the whole corpus at once on shared cores.
+        # The marker is named by the report's key, so a stale one cannot match.
+        marker = None
+        if self.dist.distributed:
+            key = report_key(utts, self.cfg.features, self.cfg.data)
+            marker = self.run_dir / f".preflight-{key[:24]}.done"
+            if not self.dist.is_main:
+                _wait_for(marker, f"rank 0's data preflight of {manifest}")
         rep = preflight(utts, self.cfg.features, self.cfg.data, workers=self.preflight_workers,
                         cache_dir=cache_dir, progress=self.dist.is_main)
+        if marker is not None and self.dist.is_main:
+            marker.write_text(f"{len(rep.accepted)} accepted, {len(rep.rejected)} rejected\n")
         if not rep.accepted:
             raise ValueError(f"{manifest}: no usable utterances ({len(rep.rejected)} rejected)")
         texts = {i: decode_ids(rep.targets[i]) for i in rep.accepted}
@@ -137,9 +166,11 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         self.model = DeepSpeech2(cfg.model, cfg.features).to(dev)
         self.ddp: nn.Module = self.model
+        self.comm_timer: comm.AllReduceTimer | None = None
         if self.dist.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=None if dev.type == "cpu" else [dev.index])
+            self.comm_timer = comm.install(self.ddp, dev, self.dist.world_size)
         self.batches = TrainBatches(self.train.durations, cfg.train.batch_per_card,
                                     self.dist.world_size, cfg.train.seed, cfg.data.sortagrad,
                                     cfg.data.bucket_batches)
@@ -306,6 +337,8 @@ class Trainer:
         skipped = 0
         last_seed = float("nan")
         synchronize(dev)
+        if self.comm_timer is not None:
+            self.comm_timer.take()  # drop anything from before this epoch
         t_epoch = time.perf_counter()
         t_timed, timed_steps = None, 0
         steps_total = start + len(batches)
@@ -359,6 +392,7 @@ class Trainer:
                 self.save(epoch, k + 1)
         synchronize(dev)
         t_end = time.perf_counter()
+        comm_s, comm_buckets = self.comm_timer.take() if self.comm_timer else (None, 0)
         sums = torch.stack([sum_utt, sum_char,
                             torch.tensor(float(counted), dtype=torch.float64, device=dev)])
         self.dist.all_reduce_sum(sums)
@@ -380,7 +414,10 @@ class Trainer:
             "loss_ctc_nll_per_utt": sums[0].item() / n,
             "loss_ctc_nll_per_char": sums[1].item() / n,
             "seed_loss_last_iter": seed_last,
-            "skipped_steps": skipped, "allreduce_time(s)": None, "lr": lr,
+            "skipped_steps": skipped, "lr": lr,
+            # Gradient buckets' launch → completion, summed over the epoch (comm.py):
+            # overlaps backward; None where a host clock cannot measure it.
+            "allreduce_time(s)": comm_s, "allreduce_buckets": comm_buckets,
         }
 
     def _check_nonfinite_budget(self) -> None:

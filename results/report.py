@@ -93,9 +93,12 @@ def _runs_section(runs: pd.DataFrame) -> str:
             "run_time(s)": "run_stop − run_start (s)",
             "best_wer_ref(%)": "best ref WER (%)", "final_wer_ref(%)": "final ref WER (%)",
             "final_wer_corpus(%)": "final corpus WER (%)", "final_cer(%)": "final CER (%)",
-            "throughput(utt/s)": "throughput (utt/s)", "resumed": "resumed",
+            "throughput(utt/s)": "throughput (utt/s)",
+            "allreduce_share(%)": "grad all-reduce (% of train time)", "resumed": "resumed",
             "loss_definition": "loss definition", "config_hash": "config"}
-    return table(runs.rename(columns=cols), list(cols.values()), digits={"time to train (s)": 1, "run_stop − run_start (s)": 1})
+    return table(runs.rename(columns=cols), list(cols.values()),
+                 digits={"time to train (s)": 1, "run_stop − run_start (s)": 1,
+                         "grad all-reduce (% of train time)": 1})
 
 
 def _excluded_section(runs: pd.DataFrame) -> str:

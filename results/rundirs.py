@@ -238,6 +238,14 @@ def load_run(path: Path) -> Run:
     reached = wers[wers <= target]  # empty when there is no target (NaN compares False)
     init = next((m for m in metrics if m.get("kind") == "init"), {})
     thr = logs[-1].value("ds2_run_throughput") if logs else None
+    # Gradient all-reduce (launch → completion per bucket, reference/comm.py) as a
+    # share of training time; NaN where it was not measured (1 card, accelerators).
+    ep_recs = [m for m in metrics if m.get("kind") == "epoch"]
+    comm = [m.get("allreduce_time(s)") for m in ep_recs]
+    comm_share = math.nan
+    if ep_recs and all(isinstance(c, (int, float)) for c in comm):
+        train_s = sum(float(m.get("train_time(s)") or 0.0) for m in ep_recs)
+        comm_share = 100.0 * sum(comm) / train_s if train_s > 0 else math.nan
 
     def at_last(col: str) -> float:
         s = epochs[col].dropna() if len(epochs) else pd.Series(dtype=float)
@@ -270,6 +278,7 @@ def load_run(path: Path) -> Run:
         "final_wer_corpus(%)": at_last("wer_corpus(%)"),
         "final_cer(%)": at_last("cer(%)"),
         "throughput(utt/s)": _num(thr if thr is not None else result.get("throughput")),
+        "allreduce_share(%)": comm_share,
         "resumed": resumed,
         "log_segments": len(logs),
         "config_hash": config_hash(cfg) if cfg_error is None else "unreadable",

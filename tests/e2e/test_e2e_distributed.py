@@ -57,6 +57,15 @@ def test_same_loss_curve_with_same_global_batch(pair):
     assert abs(i1["ctc_nll_per_utt"] - i2["ctc_nll_per_utt"]) / i1["ctc_nll_per_utt"] < LOSS_RTOL
 
 
+def test_gradient_allreduce_is_timed(pair):
+    """2 ranks: every epoch logs a measured all-reduce time; 1 card has none to time."""
+    (_, d1), (_, d2) = pair
+    for rec in metrics(d2, "epoch"):
+        assert rec["allreduce_buckets"] > 0
+        assert 0.0 < rec["allreduce_time(s)"] < rec["train_time(s)"]
+    assert all(r["allreduce_time(s)"] is None for r in metrics(d1, "epoch"))
+
+
 def test_loss_falls(pair):
     (_, d1), _ = pair
     e = metrics(d1, "epoch")
