@@ -315,6 +315,12 @@ def _cache_key(utts: list[Utterance], feat: FeatureConfig, data: DataConfig,
     return h.hexdigest()
 
 
+def report_key(utts: list[Utterance], feat: FeatureConfig, data: DataConfig,
+               augment: AugmentConfig | None = None) -> str:
+    """The cache key of a report (cheap: stats files, decodes nothing)."""
+    return _cache_key(utts, feat, data, augment)
+
+
 def _load_cached(path: Path, key: str, utts: list[Utterance]) -> PreflightReport | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
