@@ -50,9 +50,32 @@ def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path
     desc = describe(spec.world_size, spec.nnodes, device, accel, threads,
                     Path(__file__).resolve().parent.parent)
     (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
+    _warn_if_loaded(desc, threads, spec.cards)
     sub = load_submission(sub_path)
     sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, _host_info(desc))
     (run_dir / "system_desc.json").write_text(json.dumps(sysdesc, indent=1) + "\n")
+
+
+def _warn_if_loaded(desc: dict, threads: int | None, ranks: int) -> None:
+    """Say so when other processes already use the cores this run's threads need.
+
+    On CPU, threads × ranks = cores by default; any other busy process then
+    over-subscribes the machine and steps slow down several-fold (measured:
+    2 threads on 2 cores lose 35 % or more beside one busy process). The run
+    goes on (the load is recorded in description.json), but its times are not
+    comparable with an idle machine's.
+    """
+    load = desc.get("load_average_at_start")
+    cores = desc.get("cpu", {}).get("cores_available")
+    if threads is None or not load or not cores:
+        return
+    free = cores - load[0]
+    if free < threads * ranks - 0.5:
+        print(f"[harness] WARNING: load average {load[0]:.2f} on {cores} cores, this run wants "
+              f"{threads} thread(s) x {ranks} rank(s): other processes compete for the CPU, so "
+              "its time to train and throughput will be pessimistic (load recorded in "
+              "description.json). Set train.threads (--set train.threads=N) or free the machine.",
+              file=sys.stderr)
 
 
 def _host_info(desc: dict) -> dict[str, str]:
