@@ -16,13 +16,22 @@ def _tiny_raw() -> dict:
     return yaml.safe_load((BENCH / "tiny.yaml").read_text())
 
 
-def test_the_three_benchmarks_load():
+def test_the_benchmarks_load():
     names = sorted(p.stem for p in BENCH.glob("*.yaml"))
-    assert names == ["cambricon_mlu370x8_16", "mlcommons_v05", "tiny"]
+    assert names == ["cambricon_mlu370x8_16", "mlcommons_v05", "seed_cmp_gru2x256", "tiny"]
     for name in names:
         cfg = load_config(BENCH / f"{name}.yaml")
         assert isinstance(cfg, BenchmarkConfig)
         assert cfg.name == name
+
+
+def test_seed_comparison_is_the_seed_timing_configuration():
+    c = load_config(BENCH / "seed_cmp_gru2x256.yaml")
+    assert (c.model.rnn_type, c.model.hidden, c.model.layers, c.model.bidirectional,
+            c.model.conv_channels) == ("gru", 256, 2, False, 32)
+    assert (c.train.batch_per_card, c.train.threads, c.train.target_wer) == (8, 1, None)
+    assert (c.optim.name, c.optim.lr, c.optim.nesterov) == ("sgd", 1e-4, True)
+    assert c.augment.enabled
 
 
 def test_benchmark_values():
