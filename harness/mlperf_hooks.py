@@ -51,6 +51,7 @@ class MLPerfHooks(TrainerHooks):
         log.event("ds2_rnn_hidden", cfg.model.hidden)
         log.event("ds2_rnn_layers", cfg.model.layers)
         log.event("ds2_bidirectional", cfg.model.bidirectional)
+        log.event("ds2_conv_channels", cfg.model.conv_channels)
         log.event("ds2_loss_definition", cfg.train.loss)
         log.event("ds2_target_wer", cfg.train.target_wer)
         log.event("ds2_max_epochs", cfg.train.epochs)

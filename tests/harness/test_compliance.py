@@ -180,6 +180,10 @@ CLOSED_DEVIATIONS = {
     "opt_gradient_clip_norm": ({C.OPT_GRADIENT_CLIP_NORM: 1.0}, "opt_gradient_clip_norm 400"),
     "opt_learning_rate_decay_factor": ({C.OPT_LR_DECAY_FACTOR: 1.0},
                                        "opt_learning_rate_decay_factor 1.1"),
+    "ds2_rnn_hidden": ({M.DS2_RNN_HIDDEN: 256}, "ds2_rnn_hidden 2560"),
+    "ds2_rnn_layers": ({M.DS2_RNN_LAYERS: 2}, "ds2_rnn_layers 3"),
+    "ds2_bidirectional": ({M.DS2_BIDIRECTIONAL: True}, "ds2_bidirectional false"),
+    "ds2_conv_channels": ({M.DS2_CONV_CHANNELS: 16}, "ds2_conv_channels 32"),
 }
 
 

@@ -97,6 +97,7 @@ def write_log(path: Path, cfg: dict[str, Any], cards: int, wers: Sequence[float]
     log.event("ds2_rnn_hidden", m["hidden"])
     log.event("ds2_rnn_layers", m["layers"])
     log.event("ds2_bidirectional", m["bidirectional"])
+    log.event("ds2_conv_channels", m.get("conv_channels", 32))
     log.event("ds2_loss_definition", t["loss"])
     log.event("ds2_target_wer", t["target_wer"])
     log.event("ds2_max_epochs", t["epochs"])
