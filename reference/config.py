@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ def _check(ok: bool, where: str, name: str, why: str, got: Any) -> None:
         raise ConfigError(f"{where}{name}: {why} (got {got!r})")
 
 
+_FLOAT_TEXT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Check `value` against the annotation `tp`; return it (ints widen to float)."""
     origin = get_origin(tp)
@@ -225,6 +229,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: must be an integer (got {value!r})")
         return value
     if tp is float:
+        # PyYAML (YAML 1.1) reads `1e-4` — no dot — as a string; accept it as
+        # the number it obviously is, but not words such as 'nan' or 'inf'.
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: must be a number (got {value!r})")
         return float(value)

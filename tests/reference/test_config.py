@@ -99,7 +99,7 @@ def test_unknown_top_level_key():
     ("train", "target_wer", "low", "train.target_wer"),
     ("train", "loss", "mse", "train.loss"),
     ("optim", "betas", [0.9], "optim.betas"),
-    ("optim", "lr", "1e-3", "optim.lr"),
+    ("optim", "lr", "one", "optim.lr"),
 ])
 def test_bad_values_name_the_field(section, key, value, field):
     raw = _tiny_raw()
@@ -196,3 +196,12 @@ def test_top_level_must_be_a_mapping(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(p)
+
+
+def test_exponent_without_dot_is_a_number_but_words_are_not():
+    # PyYAML reads `3e-3` as a string (YAML 1.1); a float field accepts it.
+    cfg = load_config(BENCH / "tiny.yaml", overrides=["optim.lr=3e-3", "optim.anneal=1.2"])
+    assert cfg.optim.lr == 3e-3 and cfg.optim.anneal == 1.2
+    for bad in ("fast", "nan", "1e-3x"):
+        with pytest.raises(ConfigError, match=r"optim\.lr: must be a number"):
+            load_config(BENCH / "tiny.yaml", overrides=[f"optim.lr={bad}"])
