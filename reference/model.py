@@ -18,7 +18,7 @@ from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
 from reference.conv import StridedConv2d
-from reference.gru import gru_forward, use_fast_gru
+from reference.gru import gru_directions, use_fast_gru
 from reference.features import num_bins
 from reference.labels import NUM_CLASSES
 
@@ -87,19 +87,18 @@ class _RNNLayer(nn.Module):
     def forward(self, x: torch.Tensor, valid: _Valid) -> torch.Tensor:
         if self.bn is not None:
             x = valid.norm(self.bn, x)
-        out = _run(self.fwd, x)
-        if self.bwd is not None:
-            back = _run(self.bwd, valid.flip(x))
-            out = out + valid.flip(back)  # directions summed, as in the reference
-        return out
-
-
-def _run(rnn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    # CPU GRU training takes the hand-written backward (reference/gru.py); LSTM,
-    # accelerators and inference keep the vendor kernels.
-    if use_fast_gru(rnn, x):
-        return gru_forward(rnn, x)
-    return rnn(x)[0]
+        if use_fast_gru(self.fwd, x):
+            # CPU GRU training: hand-written backward, both directions in one loop
+            # (reference/gru.py). LSTM, accelerators and inference: vendor kernels.
+            if self.bwd is None:
+                return gru_directions([self.fwd], [x])[0]
+            out, back = gru_directions([self.fwd, self.bwd], [x, valid.flip(x)])
+        else:
+            out = self.fwd(x)[0]
+            if self.bwd is None:
+                return out
+            back = self.bwd(valid.flip(x))[0]
+        return out + valid.flip(back)  # directions summed, as in the reference
 
 
 class DeepSpeech2(nn.Module):

@@ -51,12 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def model_label(m: ModelConfig) -> str:
+    """e.g. 'BiGRU 3x256 c16' (conv channels shown when not the reference's 32)."""
+    kind = ("Bi" if m.bidirectional else "") + m.rnn_type.upper()
+    conv = "" if m.conv_channels == 32 else f" c{m.conv_channels}"
+    return f"{kind} {m.layers}x{m.hidden}{conv}"
+
+
 def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
                 ref_steps: int) -> list[ModelSpec]:
     """What to train: the tiny benchmark; in a full run also the seed's model (GRU 2×256
     uni, batch 8) at the run's thread count and at the seed's, and the reference size."""
     b = tiny_cfg.train.batch_per_card
-    specs = [ModelSpec("tiny", "tiny: BiGRU 3x256, b" + str(b), tiny_cfg.model, b, tiny_cfg.optim,
+    specs = [ModelSpec("tiny", "tiny: " + model_label(tiny_cfg.model) + f", b{b}", tiny_cfg.model,
+                       b, tiny_cfg.optim,
                        1 if quick else 3, small_steps, 1 if quick else 3)]
     if not quick:
         seed_model = ModelConfig("gru", 256, 2, False)

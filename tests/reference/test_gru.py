@@ -2,22 +2,33 @@
 import pytest
 import torch
 
-from reference.gru import _GRUFunction, gru_forward, use_fast_gru
+from reference.gru import gru_directions, use_fast_gru
 
 
+def _autograd_ref(grus, xs, ws):
+    outs = [g(x)[0] for g, x in zip(grus, xs)]
+    params = [p for g in grus for p in g.parameters()]
+    loss = sum((o * w).sum() for o, w in zip(outs, ws))
+    return outs, torch.autograd.grad(loss, [*xs, *params])
+
+
+@pytest.mark.parametrize("dirs", [1, 2])
 @pytest.mark.parametrize("inp, hidden, t_len, batch", [(5, 7, 6, 3), (12, 4, 1, 2), (3, 9, 17, 1)])
-def test_matches_nn_gru_in_float64(inp, hidden, t_len, batch):
-    torch.manual_seed(inp + hidden)
-    gru = torch.nn.GRU(inp, hidden).double()
-    x = torch.randn(t_len, batch, inp, dtype=torch.double, requires_grad=True)
-    ref, _ = gru(x)
-    w = torch.randn_like(ref)
-    ref_grads = torch.autograd.grad((ref * w).sum(), [x, *gru.parameters()])
-    out = _GRUFunction.apply(x, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0)
-    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad((out * w).sum(), [x, *gru.parameters()])
-    for name, a, b in zip(["x", "w_ih", "w_hh", "b_ih", "b_hh"], grads, ref_grads):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=name)
+def test_matches_nn_gru_in_float64(dirs, inp, hidden, t_len, batch):
+    torch.manual_seed(inp + hidden + dirs)
+    grus = [torch.nn.GRU(inp, hidden).double() for _ in range(dirs)]
+    xs = [torch.randn(t_len, batch, inp, dtype=torch.double, requires_grad=True)
+          for _ in range(dirs)]
+    ref_out, ref_grads = _autograd_ref(grus, xs, ws := [torch.randn(t_len, batch, hidden,
+                                                                    dtype=torch.double)
+                                                        for _ in range(dirs)])
+    outs = gru_directions(grus, xs)  # the Function itself is dtype-agnostic
+    for o, r in zip(outs, ref_out):
+        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
+    params = [p for g in grus for p in g.parameters()]
+    grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, ws)), [*xs, *params])
+    for i, (a, b) in enumerate(zip(grads, ref_grads)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"gradient {i}")
 
 
 def test_float32_path_selection_and_closeness():
@@ -29,7 +40,7 @@ def test_float32_path_selection_and_closeness():
         assert not use_fast_gru(gru, x)  # inference keeps the stock kernel
     assert not use_fast_gru(torch.nn.GRU(6, 8, bidirectional=True), x)
     assert not use_fast_gru(torch.nn.LSTM(6, 8), x)
-    out = gru_forward(gru, x)
+    out = gru_directions([gru], [x])[0]
     ref, _ = gru(x)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     g = torch.autograd.grad(out.sum(), gru.weight_hh_l0)[0]
