@@ -65,15 +65,14 @@ def _warn_if_loaded(desc: dict, threads: int | None, ranks: int) -> None:
     goes on (the load is recorded in description.json), but its times are not
     comparable with an idle machine's.
     """
-    load = desc.get("load_average_at_start")
+    busy = desc.get("busy_cores_at_start")
     cores = desc.get("cpu", {}).get("cores_available")
-    if threads is None or not load or not cores:
+    if threads is None or busy is None or not cores:
         return
-    free = cores - load[0]
-    if free < threads * ranks - 0.5:
-        print(f"[harness] WARNING: load average {load[0]:.2f} on {cores} cores, this run wants "
-              f"{threads} thread(s) x {ranks} rank(s): other processes compete for the CPU, so "
-              "its time to train and throughput will be pessimistic (load recorded in "
+    if cores - busy < threads * ranks - 0.5:
+        print(f"[harness] WARNING: other processes keep {busy:.1f} of {cores} cores busy, this run "
+              f"wants {threads} thread(s) x {ranks} rank(s): they will compete for the CPU, so "
+              "its time to train and throughput will be pessimistic (recorded in "
               "description.json). Set train.threads (--set train.threads=N) or free the machine.",
               file=sys.stderr)
 

@@ -6,6 +6,7 @@ import platform
 import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,31 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
+def busy_cpu_s() -> float | None:
+    """CPU seconds all processes have used (from /proc/stat), or None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    v = [int(x) for x in fields]
+    busy = sum(v[:8]) - v[3] - v[4]  # user nice system (idle iowait) irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores(window_s: float = 1.0) -> float | None:
+    """Cores other processes keep busy right now (this process sleeps meanwhile).
+
+    Unlike the 1-minute load average, this does not remember a job that ended
+    seconds ago, so it says whether the machine is free *now*.
+    """
+    a = busy_cpu_s()
+    if a is None:
+        return None
+    time.sleep(window_s)
+    b = busy_cpu_s()
+    return None if b is None else max(0.0, (b - a) / window_s)
+
+
 def describe(cards: int, nodes: int, device: str, accelerator: str, threads: int | None,
              repo: Path) -> dict[str, Any]:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -74,6 +100,7 @@ def describe(cards: int, nodes: int, device: str, accelerator: str, threads: int
         "cpu": {"model": cpu_model(), "cores_available": cores, "arch": platform.machine()},
         "memory(GiB)": memory_gib(),
         "load_average_at_start": load_average(),
+        "busy_cores_at_start": busy_cores(),
         "device": device,
         "accelerator": accelerator,
         "cards": cards,

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from harness.describe import busy_cpu_s
 from reference.distributed import synchronize
 
 SEED = 1  # every random draw of the benchmark (weights, data, augmentation, matmul operands)
@@ -67,15 +68,7 @@ def torch_threads(n: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
-def _busy_cpu_s() -> float | None:
-    """CPU seconds all processes have used (from /proc/stat), or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
-        return None
-    v = [int(x) for x in fields]
-    busy = sum(v[:8]) - v[3] - v[4]  # user nice system (idle iowait) irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
+_busy_cpu_s = busy_cpu_s  # all processes' CPU seconds so far (harness.describe)
 
 
 class LoadWatch:
