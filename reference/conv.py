@@ -54,7 +54,10 @@ class _DilatedWgradConv2d(torch.autograd.Function):
             kh, kw = weight.shape[2], weight.shape[3]
             # (C_in, B, H, W) ⋆ (C_out, B, H_out, W_out), dilation = stride → (C_in, C_out, ≥kh, ≥kw)
             full = F.conv2d(x.transpose(0, 1), grad_out.transpose(0, 1), dilation=stride)
-            grad_w = full[:, :, :kh, :kw].transpose(0, 1).contiguous()
+            # Copy into the weight's own layout: `.contiguous()` keeps odd strides
+            # on size-1 dims (conv1 has one input channel), which DDP's gradient
+            # buckets reject with a warning and an extra copy.
+            grad_w = torch.empty_like(weight).copy_(full[:, :, :kh, :kw].transpose(0, 1))
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum(dim=(0, 2, 3))
         return grad_x, grad_w, grad_b, None

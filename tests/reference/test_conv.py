@@ -58,3 +58,10 @@ def test_model_state_dict_keys_unchanged_and_channels_configurable():
     small = DeepSpeech2(ModelConfig(hidden=16, layers=1, conv_channels=8))
     assert small.conv[0].out_channels == 8 and small.conv[3].in_channels == 8
     assert small.rnns[0].fwd.input_size == 8 * 21
+
+
+def test_weight_gradient_has_the_weight_layout():
+    """conv1 (one input channel): the gradient's strides equal the weight's (DDP buckets)."""
+    conv = StridedConv2d(1, 4, (41, 11), (2, 2))
+    conv(torch.randn(2, 1, 161, 40)).sum().backward()
+    assert conv.weight.grad.stride() == conv.weight.stride()
