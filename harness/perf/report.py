@@ -78,7 +78,7 @@ def target_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows = _seed_rows(tr)
     seed_hi = SEED_TRAINER_UTT_S[1]
     tiny = tr["tiny"]
-    rows.append({"target": f"{tiny['label']} utt/s, for reference",
+    rows.append({"target": f"{tiny.get('label', 'tiny')} utt/s, for reference",
                  "measured": tiny["throughput_utt_s"], "met": None,
                  "note": f"{tiny['throughput_utt_s'] / seed_hi:.2f}x the seed's 22 (different model)"})
     ref = tr.get("reference")

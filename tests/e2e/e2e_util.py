@@ -16,8 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# A model small enough for seconds-long epochs on 2 cores; reference conv front end.
-SMALL = ["model.hidden=32", "model.layers=1", "model.bidirectional=false",
+# A model small enough for seconds-long epochs on 2 cores; reference (32-channel) conv front end.
+SMALL = ["model.hidden=32", "model.conv_channels=32", "model.layers=1", "model.bidirectional=false",
          "train.global_batch=null", "train.batch_per_card=8", "data.eval_batch=16", "train.log_every_steps=1000"]
 
 
