@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.kernels import fast_paths_enabled
+
 
 class _DilatedWgradConv2d(torch.autograd.Function):
     """conv2d (no padding, no dilation, groups 1) with the dilated weight gradient."""
@@ -74,6 +76,6 @@ class StridedConv2d(nn.Conv2d):
         # Anything but plain fp32 CPU training (autocast, other devices, eval) takes the
         # stock path: the rewrite is only measured, and only needed, there.
         if (x.device.type != "cpu" or x.dtype != torch.float32 or not torch.is_grad_enabled()
-                or torch.is_autocast_enabled("cpu")):
+                or torch.is_autocast_enabled("cpu") or not fast_paths_enabled()):
             return super().forward(x)
         return _DilatedWgradConv2d.apply(x, self.weight, self.bias, tuple(self.stride))

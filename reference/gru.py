@@ -31,6 +31,8 @@ from typing import Any
 
 import torch
 
+from reference.kernels import fast_paths_enabled
+
 
 # At large H the per-step product (B × H)·(H × 3H) is bound by streaming the
 # weights from memory; MKL's sgemm reaches ~6 GB/s of the machine's ~23 GB/s on
@@ -149,7 +151,7 @@ def use_fast_gru(rnn: torch.nn.Module, x: torch.Tensor) -> bool:
     return (isinstance(rnn, torch.nn.GRU) and rnn.num_layers == 1 and not rnn.bidirectional
             and rnn.bias and not rnn.batch_first and x.device.type == "cpu"
             and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu"))
+            and not torch.is_autocast_enabled("cpu") and fast_paths_enabled())
 
 
 def gru_directions(rnns: list[torch.nn.GRU], xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -74,6 +74,12 @@ def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
                                OptimConfig(), 3, small_steps, 3, threads=SEED_TRAINER_THREADS))
         specs.append(ModelSpec("reference", "reference: GRU 3x2560 uni, b8", ModelConfig(), 8,
                                OptimConfig(), 1, ref_steps, 1))
+        # The same two models on the stock PyTorch kernels: the fast paths' gain,
+        # measured in this run rather than remembered from another.
+        specs.append(ModelSpec("tiny_stock", specs[0].label + " stock", tiny_cfg.model, b,
+                               tiny_cfg.optim, 3, small_steps, 0, stock=True))
+        specs.append(ModelSpec("reference_stock", "reference, stock kernels", ModelConfig(), 8,
+                               OptimConfig(), 1, max(1, ref_steps - 1), 0, stock=True))
     return specs
 
 

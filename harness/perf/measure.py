@@ -7,6 +7,7 @@ the clocks.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -25,6 +26,7 @@ from reference.config import AugmentConfig, DataConfig, FeatureConfig
 from reference.data import Batch
 from reference.distributed import synchronize
 from reference.features import featurize
+from reference.kernels import stock_kernels
 from reference.labels import encode
 from reference.model import count_parameters
 
@@ -40,7 +42,8 @@ def measure_training(spec: ModelSpec, source: DataSource, feat: FeatureConfig,
     (the run's count when None; restored afterwards)."""
     n_batches = spec.warmup + spec.steps + spec.breakdown_steps
     item_lists = source.make_batches(spec.batch, n_batches)  # decoded outside the clock
-    with torch_threads(spec.threads) as threads:
+    kernels = stock_kernels() if spec.stock else contextlib.nullcontext()
+    with torch_threads(spec.threads) as threads, kernels:
         runner = StepRunner(spec, feat, aug, device)
         res = TrainMeasure(spec, count_parameters(runner.model), threads=threads)
         log(f"[perf] {spec.label}: {res.parameters / 1e6:.1f} M parameters, batch {spec.batch}, "

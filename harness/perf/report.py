@@ -81,6 +81,12 @@ def target_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append({"target": f"{tiny.get('label', 'tiny')} utt/s, for reference",
                  "measured": tiny["throughput_utt_s"], "met": None,
                  "note": f"{tiny['throughput_utt_s'] / seed_hi:.2f}x the seed's 22 (different model)"})
+    for key in ("tiny", "reference"):
+        fast, stock = tr.get(key), tr.get(f"{key}_stock")
+        if fast and stock:
+            rows.append({"target": f"{key}: fast paths / stock kernels, for information",
+                         "measured": fast["throughput_utt_s"] / stock["throughput_utt_s"],
+                         "met": None, "note": f"stock {stock['throughput_utt_s']:.2f} utt/s"})
     ref = tr.get("reference")
     rows.append({"target": f"reference-size MFU >= {MFU_TARGET:.0%}",
                  "measured": ref["mfu"] if ref else None,

@@ -39,6 +39,7 @@ class ModelSpec:
     steps: int
     breakdown_steps: int
     threads: int | None = None  # torch threads for this measurement; None: the run's
+    stock: bool = False  # stock PyTorch kernels only (reference.kernels), for the A/B rows
 
 
 @dataclass

@@ -65,3 +65,13 @@ def test_weight_gradient_has_the_weight_layout():
     conv = StridedConv2d(1, 4, (41, 11), (2, 2))
     conv(torch.randn(2, 1, 161, 41)).sum().backward()  # no crop needed: the bad case
     assert conv.weight.grad.stride() == conv.weight.stride()
+
+
+def test_stock_kernels_switch_takes_the_native_gradient():
+    from reference.kernels import stock_kernels
+
+    conv = StridedConv2d(2, 3, (5, 3), (2, 1))
+    x = torch.randn(1, 2, 20, 10, requires_grad=True)
+    assert "DilatedWgrad" in type(conv(x).grad_fn).__name__
+    with stock_kernels():
+        assert "DilatedWgrad" not in type(conv(x).grad_fn).__name__

@@ -68,3 +68,17 @@ def test_onednn_recurrence_matches_nn_gru(monkeypatch, dirs):
     grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, ws)), [*xs, *params])
     for i, (a, b) in enumerate(zip(grads, ref_grads)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"gradient {i}")
+
+
+def test_stock_kernels_switch(monkeypatch):
+    from reference.kernels import ENV, stock_kernels
+
+    gru = torch.nn.GRU(6, 8)
+    x = torch.randn(5, 2, 6, requires_grad=True)
+    assert use_fast_gru(gru, x)
+    with stock_kernels():
+        assert not use_fast_gru(gru, x)
+    monkeypatch.setenv(ENV, "1")
+    assert not use_fast_gru(gru, x)
+    monkeypatch.setenv(ENV, "0")
+    assert use_fast_gru(gru, x)
