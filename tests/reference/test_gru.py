@@ -5,11 +5,23 @@ import torch
 from reference.gru import gru_directions, use_fast_gru
 
 
-def _autograd_ref(grus, xs, ws):
-    outs = [g(x)[0] for g, x in zip(grus, xs)]
+def _outputs_and_grads(run, grus, xs, ws):
+    outs = run(grus, xs)
     params = [p for g in grus for p in g.parameters()]
     loss = sum((o * w).sum() for o, w in zip(outs, ws))
     return outs, torch.autograd.grad(loss, [*xs, *params])
+
+
+def _assert_same_as_nn_gru(grus, xs, tol_out, tol_grad):
+    """gru_directions vs autograd through each nn.GRU: outputs and every gradient."""
+    ws = [torch.randn(*x.shape[:2], g.hidden_size, dtype=x.dtype) for g, x in zip(grus, xs)]
+    ref_out, ref_grads = _outputs_and_grads(lambda gs, ys: [g(y)[0] for g, y in zip(gs, ys)],
+                                            grus, xs, ws)
+    outs, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    for o, r in zip(outs, ref_out):
+        torch.testing.assert_close(o, r, rtol=tol_out, atol=tol_out)
+    for i, (a, b) in enumerate(zip(grads, ref_grads)):
+        torch.testing.assert_close(a, b, rtol=tol_grad, atol=tol_grad, msg=f"gradient {i}")
 
 
 @pytest.mark.parametrize("dirs", [1, 2])
@@ -19,16 +31,8 @@ def test_matches_nn_gru_in_float64(dirs, inp, hidden, t_len, batch):
     grus = [torch.nn.GRU(inp, hidden).double() for _ in range(dirs)]
     xs = [torch.randn(t_len, batch, inp, dtype=torch.double, requires_grad=True)
           for _ in range(dirs)]
-    ref_out, ref_grads = _autograd_ref(grus, xs, ws := [torch.randn(t_len, batch, hidden,
-                                                                    dtype=torch.double)
-                                                        for _ in range(dirs)])
-    outs = gru_directions(grus, xs)  # the Function itself is dtype-agnostic
-    for o, r in zip(outs, ref_out):
-        torch.testing.assert_close(o, r, rtol=1e-12, atol=1e-12)
-    params = [p for g in grus for p in g.parameters()]
-    grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, ws)), [*xs, *params])
-    for i, (a, b) in enumerate(zip(grads, ref_grads)):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10, msg=f"gradient {i}")
+    # The Function itself is dtype-agnostic: float64 checks the algebra.
+    _assert_same_as_nn_gru(grus, xs, tol_out=1e-12, tol_grad=1e-10)
 
 
 def test_float32_path_selection_and_closeness():
@@ -59,15 +63,7 @@ def test_onednn_recurrence_matches_nn_gru(monkeypatch, dirs):
     xs = [torch.randn(12, 3, 6, requires_grad=True) for _ in range(dirs)]
     if not G._onednn_ok(xs[0], 8):
         pytest.skip("this torch build has no oneDNN linear ops")
-    ws = [torch.randn(12, 3, 8) for _ in range(dirs)]
-    ref_out, ref_grads = _autograd_ref(grus, xs, ws)
-    outs = gru_directions(grus, xs)
-    for o, r in zip(outs, ref_out):
-        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
-    params = [p for g in grus for p in g.parameters()]
-    grads = torch.autograd.grad(sum((o * w).sum() for o, w in zip(outs, ws)), [*xs, *params])
-    for i, (a, b) in enumerate(zip(grads, ref_grads)):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=f"gradient {i}")
+    _assert_same_as_nn_gru(grus, xs, tol_out=1e-5, tol_grad=1e-4)
 
 
 def test_stock_kernels_switch(monkeypatch):
