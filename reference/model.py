@@ -69,8 +69,9 @@ class _Valid:
 class _RNNLayer(nn.Module):
     """One (optionally bidirectional) RNN layer on padded input.
 
-    Runs the fused cuDNN/oneDNN kernels on padded tensors instead of packed
-    sequences (packed GRU backward is several times slower on CPU); exactness
+    Runs on padded tensors instead of packed sequences (packed GRU backward is
+    several times slower on CPU): the vendor kernels, or for CPU GRU training
+    the hand-written backward of `reference/gru.py`; exactness
     for every utterance comes from per-utterance time reversal for the
     backward direction and from masking: a forward-direction output at a valid
     frame never depends on padding that comes after it.

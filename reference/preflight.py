@@ -372,15 +372,16 @@ def _probes(todo: list[int], utts: list[Utterance], feat: FeatureConfig, data: D
 
 def preflight(utts: list[Utterance], feat: FeatureConfig, data: DataConfig, workers: int = 1,
               cache_dir: Path | None = None, progress: bool = False,
-              augment: AugmentConfig | None = None) -> PreflightReport:
+              augment: AugmentConfig | None = None, key: str | None = None) -> PreflightReport:
     """Decode and check every utterance; see the module docstring for the codes.
 
     `augment`, when given and enabled, also requires CTC feasibility at the
-    fastest tempo the augmentation can pick.
+    fastest tempo the augmentation can pick. `key` is `report_key(...)` when the
+    caller already computed it (it stats every file: not worth doing twice).
     """
-    key = cache_file = None
+    cache_file = None
     if cache_dir is not None:
-        key = _cache_key(utts, feat, data, augment)
+        key = key or _cache_key(utts, feat, data, augment)
         cache_file = Path(cache_dir) / f"preflight-{key[:32]}.json"
         cached = _load_cached(cache_file, key, utts)
         if cached is not None:

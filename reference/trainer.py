@@ -27,20 +27,18 @@ from torch import nn
 
 from reference import checkpoint as ckpt
 from reference import comm
-from reference.augment import augment_params
 from reference.config import BenchmarkConfig, dump_config
 from reference.data import Batch, BatchLoader, UtteranceSet
 from reference.decoder import greedy_decode
 from reference.distributed import DistContext, synchronize
-from reference.features import featurize, frame_counts, num_frames
 from reference.hooks import TrainerHooks
-from reference.labels import decode_ids, min_ctc_frames
-from reference.loss import ctc_per_utterance, seed_loss
+from reference.labels import decode_ids
 from reference.manifest import load_manifest
 from reference.metrics import summarize, utterance_errors
-from reference.model import DeepSpeech2, count_parameters, min_input_frames
+from reference.model import DeepSpeech2, count_parameters
 from reference.optim import build_optimizer, epoch_lr, set_lr
 from reference.sampler import TrainBatches, eval_batches
+from reference.step import batch_losses, device_features, max_tempo
 
 WARMUP_STEPS = 3  # excluded from throughput: allocator, kernel selection, worker start-up
 
@@ -129,14 +127,14 @@ class Trainer:
         # Rank 0 decodes; the other ranks wait for it and read its cached report,
         # instead of every rank decoding the whole corpus at once on shared cores.
         # The marker is named by the report's key, so a stale one cannot match.
-        marker = None
+        marker = key = None
         if self.dist.distributed:
             key = report_key(utts, self.cfg.features, self.cfg.data)
             marker = self.run_dir / f".preflight-{key[:24]}.done"
             if not self.dist.is_main:
                 _wait_for(marker, f"rank 0's data preflight of {manifest}")
         rep = preflight(utts, self.cfg.features, self.cfg.data, workers=self.preflight_workers,
-                        cache_dir=cache_dir, progress=self.dist.is_main)
+                        cache_dir=cache_dir, progress=self.dist.is_main, key=key)
         if marker is not None and self.dist.is_main:
             marker.write_text(f"{len(rep.accepted)} accepted, {len(rep.rejected)} rejected\n")
         if not rep.accepted:
@@ -180,11 +178,9 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters(),
                                          self.batches.global_batch)
         # Highest tempo per utterance that keeps its CTC target feasible.
-        self.max_tempo = {}
-        for i, dur in self.train.durations.items():
-            frames = num_frames(int(round(dur * cfg.features.sample_rate)), cfg.features)
-            need = min_input_frames(min_ctc_frames(self.train.targets[i]))
-            self.max_tempo[i] = max(frames / need, 1e-3)
+        self.max_tempo = {i: max_tempo(int(round(dur * cfg.features.sample_rate)),
+                                       self.train.targets[i], cfg.features)
+                          for i, dur in self.train.durations.items()}
         pin = dev.type != "cpu"
         cache = cfg.data.cache_audio and cfg.data.num_workers == 0
         self.train_loader = BatchLoader(
@@ -263,21 +259,11 @@ class Trainer:
 
     # ----------------------------------------------------------------- steps
     def _to_device(self, batch: Batch, epoch: int | None):
-        dev = self.dist.device
-        tempo = gain = None
+        cap = None
         if epoch is not None:
-            tempo, gain = augment_params(self.cfg.augment, self.cfg.train.seed, epoch, batch.indices)
-            if tempo is not None:
-                cap = torch.tensor([self.max_tempo[i] for i in batch.indices], dtype=torch.float32)
-                tempo = torch.minimum(tempo, cap)
-        frames = frame_counts(batch.lengths, self.cfg.features, tempo)  # host, no sync
-        wave = batch.wave.to(dev, non_blocking=True)
-        lengths = batch.lengths.to(dev, non_blocking=True)
-        with torch.no_grad():
-            feats, _ = featurize(wave, lengths, self.cfg.features,
-                                 None if gain is None else gain.to(dev),
-                                 None if tempo is None else tempo.to(dev))
-        return feats, frames
+            cap = torch.tensor([self.max_tempo[i] for i in batch.indices], dtype=torch.float32)
+        return device_features(batch, self.cfg.features, self.cfg.augment, self.cfg.train.seed,
+                               epoch, cap, self.dist.device)
 
     def _autocast(self):
         if self.cfg.train.amp == "bf16":
@@ -301,15 +287,7 @@ class Trainer:
 
     def _losses(self, logits, out_lens, batch: Batch, with_seed: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        dev = self.dist.device
-        targets = batch.targets.to(dev, non_blocking=True)
-        tlens = batch.target_lengths.to(dev, non_blocking=True)
-        out_lens = out_lens.to(dev)
-        per_utt = ctc_per_utterance(logits, out_lens, targets, tlens)
-        nll_utt = per_utt.sum() / per_utt.shape[0]
-        nll_char = per_utt.sum() / tlens.sum()
-        seed = seed_loss(logits, out_lens, targets, tlens) if with_seed else None
-        return nll_utt, nll_char, seed
+        return batch_losses(logits, out_lens, batch, self.dist.device, with_seed)
 
     def _init_loss(self) -> dict[str, Any]:
         """Losses of the untrained model on the first batch (the seed-loss baseline)."""

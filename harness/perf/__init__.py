@@ -10,10 +10,12 @@ the same model (GRU 2×256 unidirectional, batch 8) once more at 1 thread
 all-threads row is printed for information. Every training record says the
 thread count it ran at (``threads``).
 
-Training steps use the real trainer pieces, in the trainer's order
-(`reference.trainer.Trainer._train_epoch`): collate (audio already decoded,
-as with ``data.cache_audio``) → augmentation parameters → `featurize` (gain +
-tempo) → `DeepSpeech2` forward → CTC NLL, per-character NLL and seed loss →
+Training steps call the trainer's own step functions (`reference.step`), in
+the trainer's order (`reference.trainer.Trainer._train_epoch`): collate (audio
+already decoded, as with ``data.cache_audio``) → tempo cap and augmentation
+parameters → features on the device (gain + tempo) → `DeepSpeech2` forward →
+CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
+in the trainer, so not in the timed steps) →
 finite-loss check (one host sync) → backward → gradient-norm clip →
 optimizer step. Clocks are read after `reference.distributed.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.

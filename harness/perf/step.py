@@ -17,15 +17,13 @@ from torch import nn
 
 from harness.flops import ModelShape
 from harness.perf.system import SEED
-from reference.augment import augment_params
 from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
 from reference.data import Batch
 from reference.distributed import synchronize
-from reference.features import featurize, frame_counts, num_bins, num_frames
-from reference.labels import min_ctc_frames
-from reference.loss import ctc_per_utterance, seed_loss
-from reference.model import DeepSpeech2, min_input_frames
+from reference.features import num_bins
+from reference.model import DeepSpeech2
 from reference.optim import build_optimizer
+from reference.step import batch_losses, device_features, max_tempo
 
 
 @dataclass
@@ -83,38 +81,18 @@ class StepRunner:
         self.skipped = 0
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
 
-    def _max_tempo(self, batch: Batch) -> torch.Tensor:
-        # The trainer caps each utterance's tempo so that its CTC target stays feasible.
-        caps = []
-        offsets = torch.cumsum(batch.target_lengths, 0) - batch.target_lengths
-        for k in range(len(batch.indices)):
-            tgt = batch.targets[offsets[k]:offsets[k] + batch.target_lengths[k]].tolist()
-            frames = num_frames(int(batch.lengths[k]), self.feat)
-            caps.append(max(frames / min_input_frames(min_ctc_frames(tgt)), 1e-3))
-        return torch.tensor(caps, dtype=torch.float32)
-
     def features(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        tempo, gain = augment_params(self.aug, SEED, epoch, batch.indices)
-        if tempo is not None:
-            tempo = torch.minimum(tempo, self._max_tempo(batch))
-        frames = frame_counts(batch.lengths, self.feat, tempo)  # host, no sync
-        wave = batch.wave.to(self.dev, non_blocking=True)
-        lengths = batch.lengths.to(self.dev, non_blocking=True)
-        with torch.no_grad():
-            feats, _ = featurize(wave, lengths, self.feat,
-                                 None if gain is None else gain.to(self.dev),
-                                 None if tempo is None else tempo.to(self.dev))
-        return feats, frames
+        # Each utterance's tempo cap, as the trainer precomputes it in setup.
+        offsets = torch.cumsum(batch.target_lengths, 0) - batch.target_lengths
+        cap = torch.tensor([max_tempo(int(batch.lengths[k]), batch.targets[
+            offsets[k]:offsets[k] + batch.target_lengths[k]].tolist(), self.feat)
+            for k in range(len(batch.indices))], dtype=torch.float32)
+        return device_features(batch, self.feat, self.aug, SEED, epoch, cap, self.dev)
 
     def _losses(self, logits: torch.Tensor, out_lens: torch.Tensor, batch: Batch
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        targets = batch.targets.to(self.dev, non_blocking=True)
-        tlens = batch.target_lengths.to(self.dev, non_blocking=True)
-        out_lens = out_lens.to(self.dev)
-        per_utt = ctc_per_utterance(logits, out_lens, targets, tlens)
-        nll_utt = per_utt.sum() / per_utt.shape[0]
-        nll_char = per_utt.sum() / tlens.sum()
-        return nll_utt, nll_char, seed_loss(logits, out_lens, targets, tlens)
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        # As the trainer's hot loop: no seed-loss pass (it computes that at an epoch's end).
+        return batch_losses(logits, out_lens, batch, self.dev, with_seed=False)
 
     def _finish(self, nll_utt: torch.Tensor, marks: Callable[[str], None] | None = None) -> bool:
         bad = (~torch.isfinite(nll_utt)).to(torch.float32).reshape(1)

@@ -68,9 +68,6 @@ def torch_threads(n: int | None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
-_busy_cpu_s = busy_cpu_s  # all processes' CPU seconds so far (harness.describe)
-
-
 class LoadWatch:
     """Load at section boundaries: the 1-min load average (which includes this
     process's own threads and lags by a minute) and, more precisely, the CPU
@@ -80,12 +77,12 @@ class LoadWatch:
         self.cores = cores
         self.samples: dict[str, float] = {}
         self.foreign: dict[str, float] = {}
-        self._last = (time.perf_counter(), _busy_cpu_s(), time.process_time())
+        self._last = (time.perf_counter(), busy_cpu_s(), time.process_time())
 
     def mark(self, where: str) -> float:
         v = load1()
         self.samples[where] = round(v, 2)
-        now = (time.perf_counter(), _busy_cpu_s(), time.process_time())
+        now = (time.perf_counter(), busy_cpu_s(), time.process_time())
         wall = now[0] - self._last[0]
         if now[1] is not None and self._last[1] is not None and wall > 0.05:
             other = (now[1] - self._last[1]) - (now[2] - self._last[2])

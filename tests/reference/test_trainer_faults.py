@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference.trainer as trainer_mod
+import reference.step as step_mod  # where the trainer featurizes a batch
 from reference.checkpoint import list_checkpoints
 from reference.config import load_config
 from reference.hooks import TrainerHooks
@@ -32,7 +32,7 @@ def _trainer(corpus: Path, run_dir: Path, extra: list[str] = (), hooks=None) -> 
 
 
 def _poison_steps(monkeypatch, tr: Trainer, steps: set[int]) -> None:
-    real = trainer_mod.featurize
+    real = step_mod.featurize
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -43,7 +43,7 @@ def _poison_steps(monkeypatch, tr: Trainer, steps: set[int]) -> None:
         calls["n"] += 1
         return feats, frames
 
-    monkeypatch.setattr(trainer_mod, "featurize", poisoned)
+    monkeypatch.setattr(step_mod, "featurize", poisoned)
 
 
 def test_nonfinite_loss_skips_step(mini_corpus, tmp_path, monkeypatch):
