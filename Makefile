@@ -24,7 +24,7 @@ BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DE
   $(if $(SEED),--seed $(SEED)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
   $(foreach s,$(SET),--set $(s))
 
-.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf clean
+.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -65,6 +65,12 @@ results: setup ## tables + plots of every run under RUNS (RUNS/report/)
 
 perf: setup ## performance ratios: throughput, MFU, data-pipeline and logging overheads
 	$(PY) -m harness perf
+
+seed-cmp-setup: setup ## librosa for the seed's data loader, in .venv-seed-libs (not the project venv)
+	$(PY) -m pip install -q --target .venv-seed-libs -r requirements-seed.txt
+
+seed-cmp: seed-cmp-setup corpus ## the seed's trainer vs ds2bench, same data and model: make seed-cmp SEED_TRAINER=<checkout>
+	$(PY) -m harness seedcmp --runs $(RUNS) $(if $(SEED_TRAINER),--seed-trainer $(SEED_TRAINER))
 
 test: setup ## the test suite (fast tests + one real end-to-end run)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """ds2bench command line: `python -m harness <command> ...` (the Makefile forwards here).
 
-Commands: bench, scaling, eval, check, verify, data, perf.
+Commands: bench, scaling, eval, check, verify, data, perf, seedcmp.
 """
 from __future__ import annotations
 

@@ -46,12 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", help="data preflight of manifests", add_help=False)
     sub.add_parser("data", help="build the embedded corpus or LibriSpeech manifests", add_help=False)
     sub.add_parser("perf", help="performance benchmark", add_help=False)
+    sub.add_parser("seedcmp", help="the seed's trainer and ds2bench side by side", add_help=False)
     return p
 
 
 def main(argv: list[str]) -> int:
     # Sub-tools with their own parsers get the rest of the command line untouched.
-    if argv and argv[0] in ("check", "verify", "data", "perf"):
+    if argv and argv[0] in ("check", "verify", "data", "perf", "seedcmp"):
         return _forward(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "eval":
@@ -77,5 +78,8 @@ def _forward(cmd: str, rest: list[str]) -> int:
     if cmd == "data":
         from harness.data import main as data_main
         return data_main(rest)
+    if cmd == "seedcmp":
+        from harness.seedcmp import main as seedcmp_main
+        return seedcmp_main(rest)
     from harness.perf import main as perf_main
     return perf_main(rest)

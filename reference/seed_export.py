@@ -20,13 +20,21 @@ import soundfile as sf
 from reference.manifest import load_manifest
 
 
-def export_seed_layout(manifest: Path, out_dir: Path, split: str) -> Path:
+def export_seed_layout(manifest: Path, out_dir: Path, split: str, ordered: bool = True) -> Path:
     """Write `out_dir/<split>/{wav,txt}/` and `out_dir/libri_<split>_manifest.csv`.
 
     Returns the CSV path. Existing files of the same name are overwritten, so a
-    re-export after a corpus rebuild never mixes old and new audio.
+    re-export after a corpus rebuild never mixes old and new audio. `ordered`
+    sorts the CSV by duration, as the seed's own data preparation does
+    (`create_manifest(..., ordered=True)`): its trainer reads the manifest in
+    order, so this is the order it trains in.
     """
     utts = load_manifest(manifest)
+    if ordered:
+        # Stable: equal durations keep the manifest order. Durations come from
+        # the manifest or, when absent, from the audio header.
+        utts = sorted(utts, key=lambda u: u.duration if u.duration is not None
+                      else sf.info(str(u.audio)).duration)
     wav_dir = (out_dir / split / "wav").resolve()
     txt_dir = (out_dir / split / "txt").resolve()
     wav_dir.mkdir(parents=True, exist_ok=True)

@@ -156,3 +156,46 @@ def test_killed_rank_aborts_whole_job(mini_corpus, tmp_path, victim):
     assert recs[-1]["key"] == "run_stop", recs[-1]
     assert recs[-1]["metadata"]["status"] == "aborted"
     assert sum(r["key"] == "run_stop" for r in recs) == 1
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_through_c10d_rendezvous_equal_one_node_two_ranks(pair, mini_corpus, tmp_path):
+    """`--nnodes 2` as on a cluster: two launchers (node ranks 0 and 1, one card each) meet
+    at a c10d rendezvous and share one run directory; the job trains exactly as the
+    one-node 2-rank run of `pair` (same ranks, data shards and threads per rank)."""
+    _, (_, d2) = pair
+    env = harness_env()
+    env["RDZV_ID"] = f"e2e{os.getpid()}"
+    common = ["train.epochs=2", "train.target_wer=null", "augment.enabled=true",
+              "train.batch_per_card=8", "train.threads=1"]
+    endpoint = f"127.0.0.1:{_free_port()}"
+    procs = [subprocess.Popen(bench_cmd(tmp_path, mini_corpus, "--nnodes", "2", "--node-rank", str(n),
+                                        "--rdzv-endpoint", endpoint, cards=1, overrides=common),
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True) for n in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+    assert [p.returncode for p in procs] == [3, 3], outs[0][-3000:] + outs[1][-3000:]
+    run_dir = only_run_dir(tmp_path)
+    assert run_dir.name.startswith("tiny-2xcpu-job" + env["RDZV_ID"])
+    recs = mllog(run_dir / "mlperf.log")
+    assert sum(r["key"] == "run_start" for r in recs) == 1
+    assert recs[-1]["key"] == "run_stop" and recs[-1]["metadata"]["status"] == "aborted"
+    desc = json.loads((run_dir / "description.json").read_text())
+    assert desc["nodes"] == 2 and desc["cards"] == 2
+    # Same world, same shards, same threads per rank: the same numbers as one node.
+    for a, b in zip(metrics(d2, "epoch"), metrics(run_dir, "epoch")):
+        assert a["loss_ctc_nll_per_utt"] == pytest.approx(b["loss_ctc_nll_per_utt"], rel=1e-5)
+    assert metrics(d2, "eval")[-1]["wer_ref(%)"] == pytest.approx(
+        metrics(run_dir, "eval")[-1]["wer_ref(%)"], abs=1e-9)

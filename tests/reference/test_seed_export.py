@@ -16,7 +16,13 @@ def test_export_is_lossless_and_reads_back(mini_corpus, tmp_path):
     assert len(rows) == len(src) and all(len(r) == 2 for r in rows)
     assert all(r[0].startswith("/") and r[0].endswith(".wav") for r in rows)  # absolute paths
     back = load_manifest(csv_path)  # our own reader of the reference format
-    for a, b in zip(src, back):
+    assert sorted(u.id for u in back) == sorted(u.id for u in src)
+    # In duration order, as the seed's data preparation writes its manifests.
+    durations = [sf.info(str(u.audio)).duration for u in back]
+    assert durations == sorted(durations)
+    by_id = {u.id: u for u in src}
+    for b in back:
+        a = by_id[b.id]
         assert b.id == a.id
         assert b.read_text().strip() == a.read_text().strip().upper()
         x, ra = sf.read(str(a.audio), dtype="int16")
