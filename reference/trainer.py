@@ -32,12 +32,11 @@ from reference.data import Batch, BatchLoader, UtteranceSet
 from reference.decoder import greedy_decode
 from reference.distributed import DistContext, synchronize
 from reference.hooks import TrainerHooks
-from reference.labels import decode_ids
-from reference.manifest import load_manifest
 from reference.metrics import summarize, utterance_errors
 from reference.model import DeepSpeech2, count_parameters
 from reference.optim import build_optimizer, epoch_lr, set_lr
 from reference.sampler import TrainBatches, eval_batches
+from reference.splits import Split, load_split, resolve_manifest, write_rejected
 from reference.step import batch_losses, device_features, max_tempo
 
 WARMUP_STEPS = 3  # excluded from throughput: allocator, kernel selection, worker start-up
@@ -66,36 +65,6 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-@dataclass
-class _Split:
-    utts: list
-    texts: dict[int, str]
-    targets: dict[int, list[int]]
-    durations: dict[int, float]
-    rejected: list
-
-
-def resolve_manifest(cfg: BenchmarkConfig, name: str) -> Path:
-    p = Path(name)
-    return p if p.is_absolute() else Path(cfg.data.root) / p
-
-
-PREFLIGHT_WAIT_S = 6 * 3600.0  # LibriSpeech's 280k files take minutes, not hours
-
-
-def _wait_for(path: Path, what: str, limit_s: float = PREFLIGHT_WAIT_S) -> None:
-    """Poll for `path`; if rank 0 dies first, torchrun ends this process anyway."""
-    start = last = time.monotonic()
-    while not path.exists():
-        now = time.monotonic()
-        if now - start > limit_s:
-            raise TimeoutError(f"waited {limit_s:.0f} s for {what} ({path} never appeared)")
-        if now - last >= 60:
-            print(f"[train] still waiting for {what} ({now - start:.0f} s)", file=sys.stderr)
-            last = now
-        time.sleep(0.2)
-
-
 def default_threads(local_ranks: int) -> int:
     """Intra-op threads per rank so that threads × ranks never exceeds the cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -118,41 +87,15 @@ class Trainer:
         self._timed = [0, 0.0]
 
     # ------------------------------------------------------------------ data
-    def _load_split(self, manifest: Path) -> _Split:
-        # decodes every file: offline validation
-        from reference.preflight import preflight, report_key
-
-        utts = load_manifest(manifest)
-        cache_dir = self.run_dir.parent / ".preflight-cache"
-        # Rank 0 decodes; the other ranks wait for it and read its cached report,
-        # instead of every rank decoding the whole corpus at once on shared cores.
-        # The marker is named by the report's key, so a stale one cannot match.
-        marker = key = None
-        if self.dist.distributed:
-            key = report_key(utts, self.cfg.features, self.cfg.data)
-            marker = self.run_dir / f".preflight-{key[:24]}.done"
-            if not self.dist.is_main:
-                _wait_for(marker, f"rank 0's data preflight of {manifest}")
-        rep = preflight(utts, self.cfg.features, self.cfg.data, workers=self.preflight_workers,
-                        cache_dir=cache_dir, progress=self.dist.is_main, key=key)
-        if marker is not None and self.dist.is_main:
-            marker.write_text(f"{len(rep.accepted)} accepted, {len(rep.rejected)} rejected\n")
-        if not rep.accepted:
-            raise ValueError(f"{manifest}: no usable utterances ({len(rep.rejected)} rejected)")
-        texts = {i: decode_ids(rep.targets[i]) for i in rep.accepted}
-        return _Split(utts, texts, rep.targets, rep.durations, rep.rejected)
+    def _load_split(self, manifest: Path) -> Split:
+        return load_split(self.cfg, manifest, self.run_dir, self.dist, self.preflight_workers)
 
     def prepare_data(self) -> dict[str, Any]:
         """Read manifests and validate every utterance (cached across runs)."""
         self.train = self._load_split(resolve_manifest(self.cfg, self.cfg.data.train_manifest))
         self.eval = self._load_split(resolve_manifest(self.cfg, self.cfg.data.eval_manifest))
-        rejected = {"train": [asdict(r) for r in self.train.rejected],
-                    "eval": [asdict(r) for r in self.eval.rejected]}
-        if self.dist.is_main and (rejected["train"] or rejected["eval"]):
-            (self.run_dir / "rejected.json").write_text(json.dumps(rejected, indent=1))
-            for split, rows in rejected.items():
-                print(f"[data] {split}: rejected {len(rows)} utterances (see rejected.json)",
-                      file=sys.stderr)
+        if self.dist.is_main:
+            write_rejected(self.run_dir, {"train": self.train, "eval": self.eval})
         return {"train_rejected": len(self.train.rejected), "eval_rejected": len(self.eval.rejected)}
 
     # ----------------------------------------------------------------- setup
