@@ -132,6 +132,17 @@ def report(seed: dict[str, Any], ours: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def latest(runs: Path) -> dict[str, Any] | None:
+    """Summary of the newest `RUNS/seedcmp/*/seedcmp.json`, or None (for `make perf`)."""
+    found = sorted((runs / "seedcmp").glob("*/seedcmp.json"))
+    if not found:
+        return None
+    rec = json.loads(found[-1].read_text())
+    return {"path": str(found[-1]), "seed_utt_s": rec["seed"]["throughput(utt/s)"],
+            "ds2bench_utt_s": rec["ds2bench"]["throughput(utt/s)"],
+            "ratio": rec["ratio(ds2bench/seed)"], "augment": rec["augment"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.seed_trainer is None:

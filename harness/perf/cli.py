@@ -156,6 +156,9 @@ def main(argv: list[str]) -> int:
         "pipeline": pipe,
         "logging": lg,
     }
+    from harness.seedcmp import latest as latest_seedcmp
+
+    result["seedcmp"] = latest_seedcmp(Path("runs"))  # runs/seedcmp, when make seed-cmp was run
     result["targets"] = target_rows(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

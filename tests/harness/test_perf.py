@@ -169,6 +169,25 @@ def test_seed_target_reads_the_one_thread_row() -> None:
                            "gru2x256_b8": {"throughput_utt_s": 200.0, "threads": 16},
                            "gru2x256_b8_t1": {"throughput_utt_s": 50.0, "threads": 1}},
               "pipeline": {"ratio_to_training": 40.0}, "logging": {"fraction_of_step": 1e-4}}
-    seed, info = target_rows(result)[:2]
+    sbs, seed, info = target_rows(result)[:3]
+    assert "make seed-cmp" in sbs["target"] and sbs["measured"] is None and sbs["met"] is None
     assert "1 thread" in seed["target"] and seed["measured"] == 50.0 and seed["met"] is False
     assert "16 threads" in info["target"] and info["measured"] == 200.0 and info["met"] is None
+
+
+def test_side_by_side_row_reads_the_newest_seedcmp(tmp_path: Path) -> None:
+    import json
+
+    from harness.seedcmp import latest
+
+    for stamp, seed, ours in (("20260101T000000", 10.0, 12.0), ("20260102T000000", 10.0, 35.0)):
+        d = tmp_path / "seedcmp" / stamp
+        d.mkdir(parents=True)
+        (d / "seedcmp.json").write_text(json.dumps({
+            "augment": True, "seed": {"throughput(utt/s)": seed},
+            "ds2bench": {"throughput(utt/s)": ours}, "ratio(ds2bench/seed)": ours / seed}))
+    result = {"training": {"tiny": {"throughput_utt_s": 12.0}}, "seedcmp": latest(tmp_path),
+              "pipeline": {"ratio_to_training": 40.0}, "logging": {"fraction_of_step": 1e-4}}
+    row = target_rows(result)[0]
+    assert row["measured"] == 3.5 and row["met"] is True and "20260102T000000" in row["note"]
+    assert latest(tmp_path / "nothing") is None
