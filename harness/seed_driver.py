@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     root = find_seed_root(args.seed_trainer)
+    # Resolved before the chdir into the seed's tree below.
+    args.out, args.train_csv = args.out.resolve(), args.train_csv.resolve()
     if args.augment and shutil.which("sox") is None:
         raise SystemExit("the seed's augmentation runs the `sox` program, which is not on PATH: "
                          "install it (Debian: apt-get install sox) or pass --no-augment")

@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         root = find_seed_root(args.seed_trainer)
     except FileNotFoundError as err:
         raise SystemExit(str(err)) from None
+    args.runs = args.runs.resolve()  # the seed's side runs in its own directory
     env = _seed_env(args.seed_libs)
     _check_seed_deps(env, args.seed_libs)
     out_dir = args.runs / "seedcmp" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
