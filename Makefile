@@ -66,8 +66,11 @@ results: setup ## tables + plots of every run under RUNS (RUNS/report/)
 perf: setup ## performance ratios: throughput, MFU, data-pipeline and logging overheads
 	$(PY) -m harness perf
 
-seed-cmp-setup: setup ## librosa for the seed's data loader, in .venv-seed-libs (not the project venv)
+seed-cmp-setup: setup .venv-seed-libs/.ready ## librosa for the seed's data loader, in .venv-seed-libs (not the project venv)
+
+.venv-seed-libs/.ready: requirements-seed.txt
 	$(PY) -m pip install -q --target .venv-seed-libs -r requirements-seed.txt
+	touch $@
 
 seed-cmp: seed-cmp-setup corpus ## the seed's trainer vs ds2bench, same data and model: make seed-cmp SEED_TRAINER=<checkout>
 	$(PY) -m harness seedcmp --runs $(RUNS) $(if $(SEED_TRAINER),--seed-trainer $(SEED_TRAINER))
