@@ -16,6 +16,7 @@ LOG     ?= $(RUNS)
 MANIFEST ?= data/embedded/dev.jsonl
 LIBRISPEECH ?= $(PYTORCH_TRAIN_DATASET)
 PYTEST_ARGS ?=
+SEEDCMP ?=
 
 export PYTHONUNBUFFERED := 1
 
@@ -73,7 +74,7 @@ seed-cmp-setup: setup .venv-seed-libs/.ready ## librosa for the seed's data load
 	touch $@
 
 seed-cmp: seed-cmp-setup corpus ## the seed's trainer vs ds2bench, same data and model: make seed-cmp SEED_TRAINER=<checkout>
-	$(PY) -m harness seedcmp --runs $(RUNS) $(if $(SEED_TRAINER),--seed-trainer $(SEED_TRAINER))
+	$(PY) -m harness seedcmp --runs $(RUNS) $(if $(SEED_TRAINER),--seed-trainer $(SEED_TRAINER)) $(SEEDCMP)
 
 test: setup ## the test suite (fast tests + one real end-to-end run)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -33,6 +33,7 @@ from harness.seed_driver import find_seed_root
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARK = "seed_cmp_gru2x256"
+REF_WARMUP = 3  # steps excluded on both sides, as the trainer's WARMUP_STEPS
 SEED_LIBS = REPO / ".venv-seed-libs"
 
 
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra site directory with librosa for the seed (make seed-cmp fills it)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="tempo/gain augmentation on both sides (the seed's runs sox per utterance)")
+    p.add_argument("--model", choices=("seed_cmp", "reference"), default="seed_cmp",
+                   help="seed_cmp (default): GRU 2x256, 1 thread, one full epoch on each side, "
+                        "ds2bench as a normal run. reference: GRU 3x2560 at the machine's thread "
+                        "count, 3 + --steps batches of typical length (the middle of the sorted "
+                        "CSV, in order) on each side; ds2bench's step timed as make perf times it")
+    p.add_argument("--steps", type=int, default=8,
+                   help="--model reference: timed steps per side, after 3 warm-up steps")
     p.add_argument("--seed-steps", type=int, default=0,
                    help="limit the seed's side to this many steps (0: the full epoch, like ds2bench)")
     return p
@@ -86,11 +94,11 @@ def export_layout(data: Path, out: Path) -> tuple[Path, Path]:
 
 
 def run_seed(root: Path, train_csv: Path, out_dir: Path, augment: bool, steps: int,
-             env: dict[str, str]) -> dict[str, Any]:
+             env: dict[str, str], model: list[str] | None = None) -> dict[str, Any]:
     out = out_dir / "seed.json"
     cmd = [sys.executable, str(REPO / "harness" / "seed_driver.py"), "--seed-trainer", str(root),
            "--train-csv", str(train_csv), "--out", str(out), "--steps", str(steps),
-           "--augment" if augment else "--no-augment"]
+           "--augment" if augment else "--no-augment", *(model or [])]
     print(f"[seedcmp] seed trainer: {' '.join(cmd)}", file=sys.stderr, flush=True)
     with (out_dir / "seed.log").open("w") as log:
         rc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -121,6 +129,44 @@ def run_ours(train_csv: Path, dev_csv: Path, out_dir: Path, augment: bool) -> di
             "warmup_steps_excluded": ep["warmup_steps_excluded"]}
 
 
+def middle_rows(csv_path: Path, n: int, out_dir: Path) -> Path:
+    """A CSV of the `n` rows around the middle of `csv_path` (duration-sorted: typical lengths)."""
+    rows = csv_path.read_text().splitlines(keepends=True)
+    start = max(0, (len(rows) - n) // 2)
+    out = out_dir / "libri_train_middle_manifest.csv"
+    out.write_text("".join(rows[start:start + n]))
+    return out
+
+
+def run_ours_steps(train_csv: Path, steps: int, augment: bool) -> dict[str, Any]:
+    """ds2bench's training step (`harness.perf`'s `StepRunner`: the trainer's own step
+    functions) at reference size on the CSV's first batches, in the seed's order."""
+    import torch
+
+    from harness.perf.measure import measure_training
+    from harness.perf.sources import DataSource, Item
+    from harness.perf.step import ModelSpec
+    from reference.audio import load_audio
+    from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
+    from reference.labels import encode
+    from reference.manifest import load_manifest
+
+    batch, warmup = 8, REF_WARMUP
+    utts = load_manifest(train_csv)[:(warmup + steps) * batch]
+    items = [Item(load_audio(u.audio), encode(u.read_text().strip()), i) for i, u in enumerate(utts)]
+    lists = [items[k:k + batch] for k in range(0, len(items), batch)]
+    source = DataSource("embedded", f"first {len(utts)} utterances of {train_csv}", len(utts),
+                        lambda _b, n: lists[:n], train_csv)
+    spec = ModelSpec("reference", "reference: GRU 3x2560 uni, b8", ModelConfig(), batch,
+                     OptimConfig(), warmup, steps, 0)
+    m = measure_training(spec, source, FeatureConfig(), AugmentConfig(enabled=augment),
+                         torch.device("cpu"), lambda msg: print(msg, file=sys.stderr, flush=True))
+    return {"trainer": "ds2bench (trainer step, as make perf)", "threads": m.threads,
+            "utterances_timed": m.utterances, "time_s": m.time_s,
+            "throughput(utt/s)": m.utt_s, "warmup_steps_excluded": warmup,
+            "mean_audio_s_per_utt": m.audio_s / max(m.utterances, 1)}
+
+
 def report(seed: dict[str, Any], ours: dict[str, Any]) -> str:
     ratio = ours["throughput(utt/s)"] / seed["throughput(utt/s)"]
     rows = [("trainer", "throughput(utt/s)", "utterances timed"),
@@ -128,19 +174,19 @@ def report(seed: dict[str, Any], ours: dict[str, Any]) -> str:
             ("ds2bench", f"{ours['throughput(utt/s)']:.2f}", str(ours["utterances_timed"]))]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, width)) for r in rows]
-    lines.append(f"ds2bench / seed = {ratio:.2f}x (same files, model, batch, 1 torch thread)")
+    lines.append(f"ds2bench / seed = {ratio:.2f}x (same files, model, batch and torch threads)")
     return "\n".join(lines)
 
 
-def latest(runs: Path) -> dict[str, Any] | None:
-    """Summary of the newest `RUNS/seedcmp/*/seedcmp.json`, or None (for `make perf`)."""
-    found = sorted((runs / "seedcmp").glob("*/seedcmp.json"))
-    if not found:
-        return None
-    rec = json.loads(found[-1].read_text())
-    return {"path": str(found[-1]), "seed_utt_s": rec["seed"]["throughput(utt/s)"],
-            "ds2bench_utt_s": rec["ds2bench"]["throughput(utt/s)"],
-            "ratio": rec["ratio(ds2bench/seed)"], "augment": rec["augment"]}
+def latest(runs: Path, model: str = "seed_cmp") -> dict[str, Any] | None:
+    """Summary of the newest `RUNS/seedcmp/*/seedcmp.json` of `model`, or None (for `make perf`)."""
+    for path in sorted((runs / "seedcmp").glob("*/seedcmp.json"), reverse=True):
+        rec = json.loads(path.read_text())
+        if rec.get("model", "seed_cmp") == model:
+            return {"path": str(path), "seed_utt_s": rec["seed"]["throughput(utt/s)"],
+                    "ds2bench_utt_s": rec["ds2bench"]["throughput(utt/s)"],
+                    "ratio": rec["ratio(ds2bench/seed)"], "augment": rec["augment"]}
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,12 +204,25 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=False)
     train_csv, dev_csv = export_layout(args.data, args.runs / "seedcmp" / "data")
     busy = {"seed_start": busy_cores()}
-    seed = run_seed(root, train_csv, out_dir, args.augment, args.seed_steps, env)
-    busy["ds2bench_start"] = busy_cores()
-    ours = run_ours(train_csv, dev_csv, out_dir, args.augment)
+    if args.model == "reference":
+        import torch
+
+        # Utterances of typical length (the middle of the duration-sorted CSV), in order.
+        train_csv = middle_rows(train_csv, (REF_WARMUP + args.steps) * 8, out_dir)
+
+        # The seed sets no thread count: torch's default, all cores (as ds2bench's 1 rank).
+        ref = ["--hidden", "2560", "--layers", "3", "--warmup", str(REF_WARMUP),
+               "--threads", str(torch.get_num_threads())]
+        seed = run_seed(root, train_csv, out_dir, args.augment, REF_WARMUP + args.steps, env, ref)
+        busy["ds2bench_start"] = busy_cores()
+        ours = run_ours_steps(train_csv, args.steps, args.augment)
+    else:
+        seed = run_seed(root, train_csv, out_dir, args.augment, args.seed_steps, env)
+        busy["ds2bench_start"] = busy_cores()
+        ours = run_ours(train_csv, dev_csv, out_dir, args.augment)
     busy["end"] = busy_cores()
     text = report(seed, ours)
-    record = {"schema": "ds2bench.seedcmp/1", "augment": args.augment, "seed": seed,
+    record = {"schema": "ds2bench.seedcmp/1", "model": args.model, "augment": args.augment, "seed": seed,
               "ds2bench": ours, "ratio(ds2bench/seed)": ours["throughput(utt/s)"] / seed["throughput(utt/s)"],
               "busy_cores_other_processes": busy}
     (out_dir / "seedcmp.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -159,6 +159,7 @@ def main(argv: list[str]) -> int:
     from harness.seedcmp import latest as latest_seedcmp
 
     result["seedcmp"] = latest_seedcmp(Path("runs"))  # runs/seedcmp, when make seed-cmp was run
+    result["seedcmp_reference"] = latest_seedcmp(Path("runs"), "reference")
     result["targets"] = target_rows(result)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

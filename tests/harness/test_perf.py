@@ -169,8 +169,9 @@ def test_seed_target_reads_the_one_thread_row() -> None:
                            "gru2x256_b8": {"throughput_utt_s": 200.0, "threads": 16},
                            "gru2x256_b8_t1": {"throughput_utt_s": 50.0, "threads": 1}},
               "pipeline": {"ratio_to_training": 40.0}, "logging": {"fraction_of_step": 1e-4}}
-    sbs, seed, info = target_rows(result)[:3]
+    sbs, sbs_ref, seed, info = target_rows(result)[:4]
     assert "make seed-cmp" in sbs["target"] and sbs["measured"] is None and sbs["met"] is None
+    assert "--model reference" in sbs_ref["note"] and sbs_ref["measured"] is None
     assert "1 thread" in seed["target"] and seed["measured"] == 50.0 and seed["met"] is False
     assert "16 threads" in info["target"] and info["measured"] == 200.0 and info["met"] is None
 
@@ -186,8 +187,15 @@ def test_side_by_side_row_reads_the_newest_seedcmp(tmp_path: Path) -> None:
         (d / "seedcmp.json").write_text(json.dumps({
             "augment": True, "seed": {"throughput(utt/s)": seed},
             "ds2bench": {"throughput(utt/s)": ours}, "ratio(ds2bench/seed)": ours / seed}))
+    newer = tmp_path / "seedcmp" / "20260103T000000"  # a reference-size comparison: not this row's
+    newer.mkdir()
+    (newer / "seedcmp.json").write_text(json.dumps({
+        "model": "reference", "augment": True, "seed": {"throughput(utt/s)": 0.4},
+        "ds2bench": {"throughput(utt/s)": 1.0}, "ratio(ds2bench/seed)": 2.5}))
     result = {"training": {"tiny": {"throughput_utt_s": 12.0}}, "seedcmp": latest(tmp_path),
               "pipeline": {"ratio_to_training": 40.0}, "logging": {"fraction_of_step": 1e-4}}
-    row = target_rows(result)[0]
+    result["seedcmp_reference"] = latest(tmp_path, "reference")
+    row, ref_row = target_rows(result)[:2]
     assert row["measured"] == 3.5 and row["met"] is True and "20260102T000000" in row["note"]
+    assert ref_row["measured"] == 2.5 and ref_row["met"] is False and "3x2560" in ref_row["target"]
     assert latest(tmp_path / "nothing") is None

@@ -93,3 +93,11 @@ def test_scipy_window_aliases(shims):
     import scipy.signal.windows
 
     np.testing.assert_array_equal(scipy.signal.hamming(320), scipy.signal.windows.hamming(320))
+
+
+def test_middle_rows_keep_the_sorted_middle_in_order(tmp_path):
+    src = tmp_path / "libri_train_manifest.csv"
+    src.write_text("".join(f"/a/{k}.wav,/a/{k}.txt\n" for k in range(10)))
+    out = seedcmp.middle_rows(src, 4, tmp_path)
+    assert out.read_text().splitlines() == [f"/a/{k}.wav,/a/{k}.txt" for k in (3, 4, 5, 6)]
+    assert seedcmp.middle_rows(src, 50, tmp_path).read_text() == src.read_text()  # fewer rows
