@@ -56,8 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "CSV, in order) on each side; ds2bench's step timed as make perf times it")
     p.add_argument("--steps", type=int, default=8,
                    help="--model reference: timed steps per side, after 3 warm-up steps")
-    p.add_argument("--seed-steps", type=int, default=0,
-                   help="limit the seed's side to this many steps (0: the full epoch, like ds2bench)")
     return p
 
 
@@ -119,9 +117,8 @@ def run_ours(train_csv: Path, dev_csv: Path, out_dir: Path, augment: bool) -> di
     # The fixed 1-epoch run has no target, so it ends "aborted" (exit 3) by design.
     if rc not in (0, 3) or not run_dirs:
         raise SystemExit(f"the ds2bench run failed (exit {rc}); see {out_dir / 'ds2bench.log'}")
-    epochs = [json.loads(line) for line in (run_dirs[-1] / "metrics.jsonl").read_text().splitlines()
-              if '"kind": "epoch"' in line]
-    ep = epochs[0]
+    records = map(json.loads, (run_dirs[-1] / "metrics.jsonl").read_text().splitlines())
+    ep = next(r for r in records if r.get("kind") == "epoch")
     return {"trainer": "ds2bench", "run_dir": str(run_dirs[-1]),
             "utterances_timed": ep["samples"] - ep["warmup_steps_excluded"] * (
                 ep["samples"] // max(1, ep["global_step"])),
@@ -144,18 +141,14 @@ def run_ours_steps(train_csv: Path, steps: int, augment: bool) -> dict[str, Any]
     import torch
 
     from harness.perf.measure import measure_training
-    from harness.perf.sources import DataSource, Item
+    from harness.perf.sources import DataSource, manifest_batches
     from harness.perf.step import ModelSpec
-    from reference.audio import load_audio
     from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
-    from reference.labels import encode
-    from reference.manifest import load_manifest
 
     batch, warmup = 8, REF_WARMUP
-    utts = load_manifest(train_csv)[:(warmup + steps) * batch]
-    items = [Item(load_audio(u.audio), encode(u.read_text().strip()), i) for i, u in enumerate(utts)]
-    lists = [items[k:k + batch] for k in range(0, len(items), batch)]
-    source = DataSource("embedded", f"first {len(utts)} utterances of {train_csv}", len(utts),
+    lists = manifest_batches(train_csv, batch, warmup + steps)
+    n_utts = sum(len(b) for b in lists)
+    source = DataSource("embedded", f"first {n_utts} utterances of {train_csv}", n_utts,
                         lambda _b, n: lists[:n], train_csv)
     spec = ModelSpec("reference", "reference: GRU 3x2560 uni, b8", ModelConfig(), batch,
                      OptimConfig(), warmup, steps, 0)
@@ -217,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         busy["ds2bench_start"] = busy_cores()
         ours = run_ours_steps(train_csv, args.steps, args.augment)
     else:
-        seed = run_seed(root, train_csv, out_dir, args.augment, args.seed_steps, env)
+        seed = run_seed(root, train_csv, out_dir, args.augment, 0, env)  # 0: the full epoch
         busy["ds2bench_start"] = busy_cores()
         ours = run_ours(train_csv, dev_csv, out_dir, args.augment)
     busy["end"] = busy_cores()

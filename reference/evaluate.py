@@ -16,6 +16,7 @@ from reference.config import config_from_dict
 from reference.data import BatchLoader, UtteranceSet
 from reference.distributed import DistContext, pick_device
 from reference.model import DeepSpeech2
+from reference.splits import load_split
 from reference.trainer import Trainer, default_threads
 
 
@@ -36,7 +37,7 @@ def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
     if dist.device.type == "cpu":
         torch.set_num_threads(threads or default_threads(1))
     tr = Trainer(cfg, Path(checkpoint).parent, dist=dist)
-    tr.eval = tr._load_split(Path(cfg.data.eval_manifest))
+    tr.eval = load_split(cfg, Path(cfg.data.eval_manifest), tr.run_dir, dist)
     tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)
     tr.model.load_state_dict(state["model"])
     tr.ddp = tr.model

@@ -36,7 +36,7 @@ from reference.metrics import summarize, utterance_errors
 from reference.model import DeepSpeech2, count_parameters
 from reference.optim import build_optimizer, epoch_lr, set_lr
 from reference.sampler import TrainBatches, eval_batches
-from reference.splits import Split, load_split, resolve_manifest, write_rejected
+from reference.splits import load_split, resolve_manifest, write_rejected
 from reference.step import batch_losses, device_features, max_tempo
 
 WARMUP_STEPS = 3  # excluded from throughput: allocator, kernel selection, worker start-up
@@ -87,13 +87,13 @@ class Trainer:
         self._timed = [0, 0.0]
 
     # ------------------------------------------------------------------ data
-    def _load_split(self, manifest: Path) -> Split:
-        return load_split(self.cfg, manifest, self.run_dir, self.dist, self.preflight_workers)
-
     def prepare_data(self) -> dict[str, Any]:
         """Read manifests and validate every utterance (cached across runs)."""
-        self.train = self._load_split(resolve_manifest(self.cfg, self.cfg.data.train_manifest))
-        self.eval = self._load_split(resolve_manifest(self.cfg, self.cfg.data.eval_manifest))
+        cfg, w = self.cfg, self.preflight_workers
+        self.train = load_split(cfg, resolve_manifest(cfg, cfg.data.train_manifest), self.run_dir,
+                                self.dist, w)
+        self.eval = load_split(cfg, resolve_manifest(cfg, cfg.data.eval_manifest), self.run_dir,
+                               self.dist, w)
         if self.dist.is_main:
             write_rejected(self.run_dir, {"train": self.train, "eval": self.eval})
         return {"train_rejected": len(self.train.rejected), "eval_rejected": len(self.eval.rejected)}

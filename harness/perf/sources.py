@@ -38,8 +38,23 @@ class DataSource:
     manifest: Path | None = None
 
 
-def _embedded_source(root: Path) -> DataSource | None:
+def _item(utt, index: int) -> Item:
+    """One manifest utterance decoded and encoded (outside any clock)."""
     from reference.audio import load_audio
+
+    return Item(load_audio(utt.audio), encode(utt.read_text()), index)
+
+
+def manifest_batches(manifest: Path, batch: int, n: int) -> list[list[Item]]:
+    """The first `n` batches of `manifest`, in its own order."""
+    from reference.manifest import load_manifest
+
+    utts = load_manifest(manifest)[:n * batch]
+    items = [_item(u, i) for i, u in enumerate(utts)]
+    return [items[k:k + batch] for k in range(0, len(items), batch)]
+
+
+def _embedded_source(root: Path) -> DataSource | None:
     from reference.manifest import load_manifest
 
     manifest = root / "train.jsonl"
@@ -56,14 +71,14 @@ def _embedded_source(root: Path) -> DataSource | None:
         chunks = [order[i:i + batch] for i in range(0, len(order) - batch + 1, batch)]
         chunks.sort(key=lambda c: (abs(float(durations[c].mean()) - mean), int(c[0])))
         picked = [chunks[k % len(chunks)] for k in range(n)]
-        cache: dict[int, np.ndarray] = {}
+        cache: dict[int, Item] = {}
         out = []
         for c in picked:
             items = []
             for i in map(int, c):
                 if i not in cache:
-                    cache[i] = load_audio(utts[i].audio)
-                items.append(Item(cache[i], encode(utts[i].read_text()), i))
+                    cache[i] = _item(utts[i], i)
+                items.append(cache[i])
             out.append(items)
         return out
 

@@ -79,14 +79,20 @@ class StepRunner:
         self.optimizer = build_optimizer(spec.optim, self.model.parameters(), spec.batch)
         self.shape = ModelShape.of(spec.model, num_bins(feat))
         self.skipped = 0
+        self.caps: dict[int, float] = {}  # utterance index → max_tempo
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
 
     def features(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        # Each utterance's tempo cap, as the trainer precomputes it in setup.
-        offsets = torch.cumsum(batch.target_lengths, 0) - batch.target_lengths
-        cap = torch.tensor([max_tempo(int(batch.lengths[k]), batch.targets[
-            offsets[k]:offsets[k] + batch.target_lengths[k]].tolist(), self.feat)
-            for k in range(len(batch.indices))], dtype=torch.float32)
+        # Each utterance's tempo cap: the trainer computes it once in setup, so it is
+        # memoised here (computed at an utterance's first step, warm-up included).
+        missing = [k for k, i in enumerate(batch.indices) if i not in self.caps]
+        if missing:
+            offsets = (torch.cumsum(batch.target_lengths, 0) - batch.target_lengths).tolist()
+            for k in missing:
+                target = batch.targets[offsets[k]:offsets[k] + int(batch.target_lengths[k])]
+                self.caps[batch.indices[k]] = max_tempo(int(batch.lengths[k]), target.tolist(),
+                                                        self.feat)
+        cap = torch.tensor([self.caps[i] for i in batch.indices], dtype=torch.float32)
         return device_features(batch, self.feat, self.aug, SEED, epoch, cap, self.dev)
 
     def _losses(self, logits: torch.Tensor, out_lens: torch.Tensor, batch: Batch
