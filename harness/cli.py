@@ -56,12 +56,12 @@ def main(argv: list[str]) -> int:
         return _forward(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "eval":
-        from reference.evaluate import evaluate_checkpoint
+        from reference.train.evaluate import evaluate_checkpoint
 
         print(json.dumps(evaluate_checkpoint(args.checkpoint, args.manifest, args.device,
                                              threads=args.threads), indent=1))
         return 0
-    from harness.bench import run_bench, run_scaling
+    from harness.run.bench import run_bench, run_scaling
 
     if args.command == "scaling":
         return run_scaling(args, [int(c) for c in args.sweep.split()])
@@ -70,16 +70,16 @@ def main(argv: list[str]) -> int:
 
 def _forward(cmd: str, rest: list[str]) -> int:
     if cmd == "check":
-        from harness.compliance import main as check_main
+        from harness.mlperf.compliance import main as check_main
         return check_main(rest)
     if cmd == "verify":
-        from harness.verify import main as verify_main
+        from harness.data.verify import main as verify_main
         return verify_main(rest)
     if cmd == "data":
-        from harness.data import main as data_main
+        from harness.data.prepare import main as data_main
         return data_main(rest)
     if cmd == "seedcmp":
-        from harness.seedcmp import main as seedcmp_main
+        from harness.perf.seedcmp import main as seedcmp_main
         return seedcmp_main(rest)
     from harness.perf import main as perf_main
     return perf_main(rest)

@@ -16,10 +16,10 @@ _EXPORTS = {
     "BenchmarkConfig": "reference.config",
     "ConfigError": "reference.config",
     "load_config": "reference.config",
-    "Trainer": "reference.trainer",
-    "RunResult": "reference.trainer",
-    "TrainerHooks": "reference.hooks",
-    "DistContext": "reference.distributed",
+    "Trainer": "reference.train.trainer",
+    "RunResult": "reference.train.trainer",
+    "TrainerHooks": "reference.train.hooks",
+    "DistContext": "reference.train.distributed",
 }
 
 __all__ = sorted(_EXPORTS)

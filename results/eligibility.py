@@ -2,7 +2,7 @@
 
 Every run gets one of three verdicts (column `scoring` of runs.csv):
 
-* ``scored`` - the MLPerf log passes `harness.compliance.check_log`; the run
+* ``scored`` - the MLPerf log passes `harness.mlperf.compliance.check_log`; the run
   converged (run_stop status success) and its time to train counts.
 * ``non-converged`` - the log fails compliance *only* because the run did not
   reach its target: every failure is one of `NON_CONVERGENCE_FAILURES`
@@ -27,7 +27,7 @@ fixed-epoch run without a quality target (e.g. the seed reproduction,
 `ds2_target_wer` null) whose log fails compliance for nothing but the
 missing target and the resulting aborted status.
 
-If `harness.compliance` cannot be imported, runs are classified from their
+If `harness.mlperf.compliance` cannot be imported, runs are classified from their
 own logs (status and parse problems only) and the report says in bold that
 compliance was not checked.
 """
@@ -37,7 +37,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-# Failure texts of harness.compliance that mean "did not converge" and nothing
+# Failure texts of harness.mlperf.compliance that mean "did not converge" and nothing
 # else (the `# rule in words` comments of rules/common_ds2.yaml).
 NON_CONVERGENCE_FAILURES = (
     "run_stop status must be success",
@@ -59,9 +59,9 @@ Checker = Callable[[Path], CheckResultLike]
 
 
 def load_checker() -> Checker | None:
-    """`harness.compliance.check_log`, or None when that package is not importable."""
+    """`harness.mlperf.compliance.check_log`, or None when that package is not importable."""
     try:
-        from harness.compliance import check_log
+        from harness.mlperf.compliance import check_log
     except ImportError:
         return None
     return check_log

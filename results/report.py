@@ -129,7 +129,7 @@ def render(runs_dir: Path, runs: pd.DataFrame, groups: pd.DataFrame, comp_md: st
         f"{dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.",
     ]
     if not compliance_checked:
-        head += ["", "**Compliance was NOT checked (harness.compliance not importable): scores "
+        head += ["", "**Compliance was NOT checked (harness.mlperf.compliance not importable): scores "
                  "rest on the logs' own run_stop status only.**"]
     body = [
         "## Time to train (MLPerf rules)", _ttt_section(groups),

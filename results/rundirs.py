@@ -238,7 +238,7 @@ def load_run(path: Path) -> Run:
     reached = wers[wers <= target]  # empty when there is no target (NaN compares False)
     init = next((m for m in metrics if m.get("kind") == "init"), {})
     thr = logs[-1].value("ds2_run_throughput") if logs else None
-    # Gradient all-reduce (launch → completion per bucket, reference/comm.py) as a
+    # Gradient all-reduce (launch → completion per bucket, reference/train/comm.py) as a
     # share of training time; NaN where it was not measured (1 card, accelerators).
     ep_recs = [m for m in metrics if m.get("kind") == "epoch"]
     comm = [m.get("allreduce_time(s)") for m in ep_recs]

@@ -11,7 +11,7 @@ MINI_UTTERANCES = 64  # per split: the first utterances of the embedded corpus
 @pytest.fixture(scope="session")
 def mini_corpus(tmp_path_factory) -> Path:
     """A real slice of the embedded corpus (espeak-ng FLAC, checksum-verified)."""
-    from reference.corpus import build_corpus
+    from reference.data.corpus import build_corpus
 
     out = tmp_path_factory.mktemp("corpus") / "embedded"
     build_corpus(out, limit=MINI_UTTERANCES, workers=2, progress=False)

@@ -10,14 +10,14 @@ the same model (GRU 2×256 unidirectional, batch 8) once more at 1 thread
 all-threads row is printed for information. Every training record says the
 thread count it ran at (``threads``).
 
-Training steps call the trainer's own step functions (`reference.step`), in
-the trainer's order (`reference.trainer.Trainer._train_epoch`): collate (audio
+Training steps call the trainer's own step functions (`reference.train.step`), in
+the trainer's order (`reference.train.trainer.Trainer._train_epoch`): collate (audio
 already decoded, as with ``data.cache_audio``) → tempo cap and augmentation
 parameters → features on the device (gain + tempo) → `DeepSpeech2` forward →
 CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
 in the trainer, so not in the timed steps) →
 finite-loss check (one host sync) → backward → gradient-norm clip →
-optimizer step. Clocks are read after `reference.distributed.synchronize`;
+optimizer step. Clocks are read after `reference.train.distributed.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.
 
 Batches: real audio from ``data/embedded`` when present — length-sorted
@@ -26,7 +26,7 @@ to the corpus mean, so every step has the corpus's typical length — else
 deterministic noise waveforms of ~2 s with random feasible targets. The
 JSON says which (``data.source``).
 
-MFU = achieved model training FLOP/s (`harness.flops`, useful frames only)
+MFU = achieved model training FLOP/s (`harness.perf.flops`, useful frames only)
 ÷ the best dense fp32 square matmul rate measured in the same run, on the
 same device and at the same thread count: the 1-thread row is divided by a
 matmul measured at 1 thread (``matmul.one_thread``), never by the

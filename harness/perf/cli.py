@@ -31,7 +31,7 @@ from harness.perf.system import (LoadWatch, accelerator_name, available_cores, c
                                  matmul_gflops, torch_threads)
 from reference.config import (BenchmarkConfig, FeatureConfig, ModelConfig, OptimConfig, load_config,
                               resolve_cards)
-from reference.distributed import pick_device
+from reference.train.distributed import pick_device
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -156,7 +156,7 @@ def main(argv: list[str]) -> int:
         "pipeline": pipe,
         "logging": lg,
     }
-    from harness.seedcmp import latest as latest_seedcmp
+    from harness.perf.seedcmp import latest as latest_seedcmp
 
     result["seedcmp"] = latest_seedcmp(Path("runs"))  # runs/seedcmp, when make seed-cmp was run
     result["seedcmp_reference"] = latest_seedcmp(Path("runs"), "reference")

@@ -17,18 +17,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from harness.flops import batch_training_flops
+from harness.perf.flops import batch_training_flops
 from harness.perf.sources import DataSource, Item, synthetic_items, to_batch
 from harness.perf.step import ModelSpec, StepRunner, TrainMeasure
 from harness.perf.system import SEED, load1, torch_threads
-from reference.augment import augment_params
+from reference.data.augment import augment_params
 from reference.config import AugmentConfig, DataConfig, FeatureConfig
-from reference.data import Batch
-from reference.distributed import synchronize
-from reference.features import featurize
-from reference.kernels import stock_kernels
+from reference.data.loader import Batch
+from reference.train.distributed import synchronize
+from reference.data.features import featurize
+from reference.model.kernels import stock_kernels
 from reference.labels import encode
-from reference.model import count_parameters
+from reference.model.deepspeech2 import count_parameters
 
 EVENTS_PER_EPOCH = 20  # MLPerf events the trainer's hooks write per epoch (~12 + spares)
 JSON_LINES_PER_EPOCH = 2  # metrics.jsonl: epoch + eval
@@ -89,9 +89,9 @@ def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item
 def measure_pipeline(source: DataSource, feat: FeatureConfig, aug: AugmentConfig, batch: int,
                      n_batches: int, device: torch.device, workdir: Path) -> dict[str, Any]:
     """utt/s of soundfile decode (no cache) + collate + augmented featurize, in one process."""
-    from reference.data import BatchLoader, UtteranceSet
-    from reference.manifest import load_manifest
-    from reference.sampler import TrainBatches
+    from reference.data.loader import BatchLoader, UtteranceSet
+    from reference.data.manifest import load_manifest
+    from reference.data.sampler import TrainBatches
 
     if source.manifest is not None:
         utts = load_manifest(source.manifest)
@@ -103,7 +103,7 @@ def measure_pipeline(source: DataSource, feat: FeatureConfig, aug: AugmentConfig
     else:  # write the synthetic utterances as 16-bit FLAC, like the embedded corpus
         import soundfile as sf
 
-        from reference.manifest import Utterance
+        from reference.data.manifest import Utterance
 
         items = synthetic_items(batch * n_batches)
         utts, targets = [], {}
@@ -158,7 +158,7 @@ class _FeaturizeOnly:
 # --------------------------------------------------------------------- logging
 def measure_logging(workdir: Path, device: torch.device, reps: int) -> dict[str, Any]:
     """Seconds per MLPerf event, per metrics.jsonl line, per finite-loss host sync."""
-    from harness.mlperf_log import MLPerfLogger
+    from harness.mlperf.log import MLPerfLogger
 
     def per_call(fn: Callable[[int], None], n: int) -> float:
         fn(0)

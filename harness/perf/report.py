@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.flops import ModelShape, utterance_flops
+from harness.perf.flops import ModelShape, utterance_flops
 from harness.perf.sources import TYPICAL_DURATION_S
 from harness.perf.step import TrainMeasure
 from reference.config import FeatureConfig
-from reference.features import num_bins, num_frames
+from reference.data.features import num_bins, num_frames
 
 # The figure for the seed trainer (GRU 2×256 unidirectional, batch 8, 1 thread,
 # "these machines", utterances unknown). Measured here on the corpus's own files

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from harness.perf.system import SEED
-from reference.data import Batch, collate
+from reference.data.loader import Batch, collate
 from reference.labels import encode
 
 TYPICAL_DURATION_S = 2.0  # the embedded corpus: mean 1.97 s (train split)
@@ -40,14 +40,14 @@ class DataSource:
 
 def _item(utt, index: int) -> Item:
     """One manifest utterance decoded and encoded (outside any clock)."""
-    from reference.audio import load_audio
+    from reference.data.audio import load_audio
 
     return Item(load_audio(utt.audio), encode(utt.read_text()), index)
 
 
 def manifest_batches(manifest: Path, batch: int, n: int) -> list[list[Item]]:
     """The first `n` batches of `manifest`, in its own order."""
-    from reference.manifest import load_manifest
+    from reference.data.manifest import load_manifest
 
     utts = load_manifest(manifest)[:n * batch]
     items = [_item(u, i) for i, u in enumerate(utts)]
@@ -55,7 +55,7 @@ def manifest_batches(manifest: Path, batch: int, n: int) -> list[list[Item]]:
 
 
 def _embedded_source(root: Path) -> DataSource | None:
-    from reference.manifest import load_manifest
+    from reference.data.manifest import load_manifest
 
     manifest = root / "train.jsonl"
     if not manifest.is_file():

@@ -1,6 +1,6 @@
 """One training step exactly as the trainer takes it, plus a profiled variant.
 
-`StepRunner.step` follows `reference.trainer.Trainer._train_epoch` step for
+`StepRunner.step` follows `reference.train.trainer.Trainer._train_epoch` step for
 step (augmentation → featurize → forward → CTC losses → finite check →
 backward → clip → optimizer) so the throughput measured is the trainer's, not
 a simplified loop's. `step_profiled` splits one such step into phases with
@@ -15,15 +15,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from harness.flops import ModelShape
+from harness.perf.flops import ModelShape
 from harness.perf.system import SEED
 from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
-from reference.data import Batch
-from reference.distributed import synchronize
-from reference.features import num_bins
-from reference.model import DeepSpeech2
-from reference.optim import build_optimizer
-from reference.step import batch_losses, device_features, max_tempo
+from reference.data.loader import Batch
+from reference.train.distributed import synchronize
+from reference.data.features import num_bins
+from reference.model.deepspeech2 import DeepSpeech2
+from reference.train.optim import build_optimizer
+from reference.train.step import batch_losses, device_features, max_tempo
 
 
 @dataclass
@@ -37,7 +37,7 @@ class ModelSpec:
     steps: int
     breakdown_steps: int
     threads: int | None = None  # torch threads for this measurement; None: the run's
-    stock: bool = False  # stock PyTorch kernels only (reference.kernels), for the A/B rows
+    stock: bool = False  # stock PyTorch kernels only (reference.model.kernels), for the A/B rows
 
 
 @dataclass

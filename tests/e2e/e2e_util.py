@@ -64,7 +64,7 @@ def metrics(run_dir: Path, kind: str) -> list[dict]:
 
 
 def _workers_of(root_pid: int) -> dict[int, int]:
-    """rank → pid among the descendants of `root_pid` running harness.worker."""
+    """rank → pid among the descendants of `root_pid` running harness.run.worker."""
     children: dict[int, list[int]] = {}
     info: dict[int, tuple[list[bytes], dict[bytes, bytes]]] = {}
     for proc_dir in Path("/proc").iterdir():
@@ -87,6 +87,6 @@ def _workers_of(root_pid: int) -> dict[int, int]:
         for child in children.get(pid, []):
             stack.append(child)
             cmd, env = info[child]
-            if b"harness.worker" in cmd and b"torch.distributed.run" not in cmd:
+            if b"harness.run.worker" in cmd and b"torch.distributed.run" not in cmd:
                 found[int(env.get(b"RANK", b"0"))] = child  # 1 card: no torchrun, no RANK
     return found

@@ -1,8 +1,8 @@
 """Synthetic run directories for the results tests.
 
 `make_run_dir` writes what `harness bench` leaves behind: config.yaml,
-description.json, a real `:::MLLOG` log (written by harness.mlperf_log's
-MLPerfLogger with the key sequence of harness/mlperf_hooks.py, falling back on
+description.json, a real `:::MLLOG` log (written by harness.mlperf.log's
+MLPerfLogger with the key sequence of harness/mlperf/hooks.py, falling back on
 mlperf_logging.mllog directly), metrics.jsonl and result.json. Times are
 rewritten afterwards so that run_stop - run_start is exactly `ttt_s`.
 """
@@ -19,7 +19,7 @@ TOKEN = ":::MLLOG "
 
 
 class _MllogWriter:
-    """Minimal stand-in for MLPerfLogger (used only if harness.mlperf_log is absent)."""
+    """Minimal stand-in for MLPerfLogger (used only if harness.mlperf.log is absent)."""
 
     def __init__(self, path: Path) -> None:
         from mlperf_logging.mllog.mllog import MLLogger
@@ -52,7 +52,7 @@ class _MllogWriter:
 
 def _writer(path: Path) -> Any:
     try:
-        from harness.mlperf_log import MLPerfLogger
+        from harness.mlperf.log import MLPerfLogger
     except ImportError:
         return _MllogWriter(path)
     return MLPerfLogger(path, rank=0, barrier=lambda: None)
@@ -71,7 +71,7 @@ def config(bench: str = "tiny", seed: int = 1, cards: int = 1, target: float | N
 
 def write_log(path: Path, cfg: dict[str, Any], cards: int, wers: Sequence[float], status: str,
               throughput: float, seed_loss_init: float = -0.344) -> None:
-    """The key sequence of harness/mlperf_hooks.py, one epoch per WER."""
+    """The key sequence of harness/mlperf/hooks.py, one epoch per WER."""
     t, m, o = cfg["train"], cfg["model"], cfg["optim"]
     log = _writer(path)
     log.event("cache_clear", True)

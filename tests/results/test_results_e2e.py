@@ -71,7 +71,7 @@ def test_report_end_to_end(tmp_path: Path) -> None:
 
 
 def test_real_compliance_checker_scores_the_good_runs(tmp_path: Path) -> None:
-    pytest.importorskip("harness.compliance")
+    pytest.importorskip("harness.mlperf.compliance")
     runs = _runs(tmp_path)
     rep = build_report(runs, tmp_path / "out", make_plots=False)
     verdicts = rep.runs.set_index("run")["scoring"]

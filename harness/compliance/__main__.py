@@ -1,7 +1,0 @@
-"""`python -m harness.compliance [--log FILE_OR_DIR ...]`: same as `python -m harness check`."""
-import sys
-
-from harness.compliance import main
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

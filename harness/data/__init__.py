@@ -1,0 +1,1 @@
+"""Data commands: `harness data` (corpus, LibriSpeech manifests, seed layout) and `harness verify`."""

@@ -1,0 +1,184 @@
+"""`harness bench` / `harness scaling`: resolve the benchmark, prepare data, run, summarise."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from harness.run.launch import LaunchSpec, launch
+from harness.run.rundir import create_run_dir
+
+
+def _device_label(device: str) -> str:
+    if device != "auto":
+        return device
+    from reference.train.distributed import accelerator_type
+
+    return accelerator_type() or "cpu"
+
+
+def _ensure_data(cfg) -> None:
+    root = Path(cfg.data.root)
+    if cfg.data.corpus == "embedded":
+        from reference.data.corpus import build_corpus
+
+        custom = root.resolve() != (Path(__file__).resolve().parents[2] / "data/embedded")
+        if custom and (root / cfg.data.train_manifest).is_file():
+            return  # a corpus built elsewhere (e.g. a --limit build for tests): use as is
+        build_corpus(root)  # no-op when already built and verified
+    else:
+        missing = [m for m in (cfg.data.train_manifest, cfg.data.eval_manifest)
+                   if not (Path(m) if Path(m).is_absolute() else root / m).is_file()]
+        if missing:
+            raise SystemExit(f"[harness] {cfg.name}: manifests {missing} not found under {root}; "
+                             f"run `make data LIBRISPEECH=/path/to/LibriSpeech` first")
+
+
+def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path: Path) -> None:
+    from harness.run.describe import describe
+    from harness.mlperf.submission import load_submission, system_description
+    from reference.config import dump_config
+    from reference.train.distributed import accelerator_name, pick_device
+    from reference.train.trainer import default_threads
+
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    accel = accelerator_name(pick_device(device, 0)) if device != "cpu" else "CPU"
+    threads = (cfg.train.threads or default_threads(spec.cards)) if device == "cpu" else None
+    desc = describe(spec.world_size, spec.nnodes, device, accel, threads,
+                    Path(__file__).resolve().parents[2])
+    (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
+    _warn_if_loaded(desc, threads, spec.cards)
+    sub = load_submission(sub_path)
+    sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, _host_info(desc))
+    (run_dir / "system_desc.json").write_text(json.dumps(sysdesc, indent=1) + "\n")
+
+
+def _warn_if_loaded(desc: dict, threads: int | None, ranks: int) -> None:
+    """Say so when other processes already use the cores this run's threads need.
+
+    On CPU, threads × ranks = cores by default; any other busy process then
+    over-subscribes the machine and steps slow down several-fold (measured:
+    2 threads on 2 cores lose 35 % or more beside one busy process). The run
+    goes on (the load is recorded in description.json), but its times are not
+    comparable with an idle machine's.
+    """
+    busy = desc.get("busy_cores_at_start")
+    cores = desc.get("cpu", {}).get("cores_available")
+    if threads is None or busy is None or not cores:
+        return
+    if cores - busy < threads * ranks - 0.5:
+        print(f"[harness] WARNING: other processes keep {busy:.1f} of {cores} cores busy, this run "
+              f"wants {threads} thread(s) x {ranks} rank(s): they will compete for the CPU, so "
+              "its time to train and throughput will be pessimistic (recorded in "
+              "description.json). Set train.threads (--set train.threads=N) or free the machine.",
+              file=sys.stderr)
+
+
+def _host_info(desc: dict) -> dict[str, str]:
+    """Detected host facts under MLPerf system-description field names."""
+    sw = desc["software"]
+    stack = ", ".join(f"{k} {v}" for k, v in sw.items() if v and k != "torch")
+    return {
+        "host_processor_model_name": desc["cpu"]["model"],
+        "host_processor_core_count": str(desc["cpu"]["cores_available"]),
+        "host_processor_vcpu_count": str(desc["cpu"]["cores_available"]),
+        "host_processors_per_node": "1",
+        "host_memory_capacity": f"{desc['memory(GiB)']} GiB",
+        "framework": f"PyTorch {sw.get('torch')}",
+        "operating_system": desc["os"],
+        "other_software_stack": stack,
+    }
+
+
+def _print_summary(run_dir: Path, code: int) -> None:
+    res = run_dir / "result.json"
+    if res.is_file():
+        r = json.loads(res.read_text())
+        thr = r.get("throughput")
+        print(f"[harness] {run_dir}: {r['status']} ({r['reason']}); epochs {r['epochs_completed']}, "
+              f"best reference WER {r['best_wer']}, throughput "
+              f"{'n/a' if thr is None else f'{thr:.1f}'} utt/s", file=sys.stderr)
+    else:
+        print(f"[harness] {run_dir}: no result (exit code {code}); see error.txt and mlperf.log",
+              file=sys.stderr)
+
+
+def _shared_run_dir(runs: Path, cfg, spec: LaunchSpec, device: str, sub: Path) -> Path:
+    """Multi-node: one run directory on the shared filesystem, named by the job.
+
+    Node 0 creates it; the other nodes wait for its config. Whichever node ends
+    up hosting global rank 0 writes the log there.
+    """
+    import time
+
+    if not spec.rdzv_id or spec.rdzv_id == "ds2bench":
+        raise SystemExit("[harness] multi-node runs need a unique job id: set RDZV_ID "
+                         "(SLURM_JOB_ID is used under SLURM)")
+    run_dir = runs / f"{cfg.name}-{spec.world_size}x{device}-job{spec.rdzv_id}-s{cfg.train.seed}"
+    if spec.node_rank == 0:
+        runs.mkdir(parents=True, exist_ok=True)
+        run_dir.mkdir()  # fails if the job id was used before: never share a directory
+        (run_dir / "checkpoints").mkdir()
+        _write_run_files(run_dir, cfg, spec, device, sub)
+    else:
+        deadline = time.time() + 300
+        while not (run_dir / "system_desc.json").exists():
+            if time.time() > deadline:
+                raise SystemExit(f"[harness] {run_dir}: node 0 never created it (shared RUNS?)")
+            time.sleep(1)
+    return run_dir
+
+
+def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
+    from reference.config import ConfigError, load_config, resolve_cards
+
+    spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
+                      rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
+                      preflight_workers=2,
+                      rdzv_id=os.environ.get("RDZV_ID") or os.environ.get("SLURM_JOB_ID") or "ds2bench")
+    try:
+        if args.resume:
+            run_dir = args.resume
+            if not (run_dir / "config.yaml").is_file():
+                raise SystemExit(f"[harness] {run_dir}: not a run directory (no config.yaml)")
+            code = launch(spec, run_dir, resume=True, submission=args.submission)
+            _print_summary(run_dir, code)
+            return code
+        overrides = list(args.overrides)
+        base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
+    except ConfigError as err:
+        print(f"[harness] config error: {err}", file=sys.stderr)
+        return 2
+    seed0 = base.train.seed
+    if args.seed == "random":
+        seed0 = secrets.randbelow(2**31)
+    elif args.seed is not None:
+        seed0 = int(args.seed)
+    _ensure_data(base)
+    device = _device_label(args.device)
+    runs = args.runs
+    worst = 0
+    for k in range(args.repeat):
+        cfg = resolve_cards(load_config(args.benchmark, overrides + [f"train.seed={seed0 + k}"]),
+                            spec.world_size)
+        if spec.nnodes > 1:
+            run_dir = _shared_run_dir(runs, cfg, spec, device, args.submission)
+        else:
+            run_dir = create_run_dir(runs, cfg.name, spec.world_size, device, cfg.train.seed)
+            _write_run_files(run_dir, cfg, spec, device, args.submission)
+        print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
+              f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
+        code = launch(spec, run_dir, submission=args.submission)
+        _print_summary(run_dir, code)
+        worst = worst or code
+    return worst
+
+
+def run_scaling(args: argparse.Namespace, sweep: list[int]) -> int:
+    worst = 0
+    for cards in sweep:
+        worst = run_bench(args, cards=cards) or worst
+    return worst

@@ -1,0 +1,49 @@
+"""Evaluate a checkpoint on a manifest: reference WER, corpus WER and CER.
+
+Uses the trainer's own evaluation path (same features, decoder and metrics),
+so the numbers equal what the training run logged for the same weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from reference.train.checkpoint import load_checkpoint
+from reference.config import config_from_dict
+from reference.data.loader import BatchLoader, UtteranceSet
+from reference.train.distributed import DistContext, pick_device
+from reference.model.deepspeech2 import DeepSpeech2
+from reference.train.splits import load_split
+from reference.train.trainer import Trainer, default_threads
+
+
+def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
+                        batch: int | None = None, threads: int = 0) -> dict[str, Any]:
+    """Metrics of `checkpoint` on `manifest`.
+
+    On CPU the thread count changes float summation order, and near-tied
+    logits can then decode differently: to reproduce a run's logged numbers
+    bit for bit, use the run's threads per rank (description.json).
+    """
+    state = load_checkpoint(checkpoint)
+    cfg = config_from_dict(yaml.safe_load(state["config"]), source=f"{checkpoint} (config)")
+    cfg.data.eval_manifest = str(Path(manifest).resolve())
+    if batch:
+        cfg.data.eval_batch = batch
+    dist = DistContext(device=pick_device(device, 0))
+    if dist.device.type == "cpu":
+        torch.set_num_threads(threads or default_threads(1))
+    tr = Trainer(cfg, Path(checkpoint).parent, dist=dist)
+    tr.eval = load_split(cfg, Path(cfg.data.eval_manifest), tr.run_dir, dist)
+    tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)
+    tr.model.load_state_dict(state["model"])
+    tr.ddp = tr.model
+    tr.eval_loader = BatchLoader(UtteranceSet(tr.eval.utts, tr.eval.targets, cfg.data,
+                                              cfg.features, cache=False), 0, False)
+    out = tr.evaluate()
+    out.update({"checkpoint": str(checkpoint), "manifest": str(manifest),
+                "epoch": state["epoch"], "rejected": len(tr.eval.rejected)})
+    return out

@@ -1,0 +1,293 @@
+"""Tests of harness.mlperf.compliance: valid logs pass, each kind of damage fails with its rule."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from logfactory import find, read_records, write_records, write_valid_log
+from mlperf_logging.mllog import constants as C
+
+from harness.mlperf import log as M
+from harness.mlperf.compliance import check_log, check_paths, check_seeds_differ, main
+
+Records = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory: pytest.TempPathFactory) -> Records:
+    return read_records(write_valid_log(tmp_path_factory.mktemp("valid") / "mlperf.log"))
+
+
+def _check(tmp_path: Path, records: Records) -> list[str]:
+    result = check_log(write_records(tmp_path / "mlperf.log", records))
+    assert not any("engine error" in f for f in result.failures), result.failures
+    return result.failures
+
+
+def test_valid_open_and_closed_logs_pass(tmp_path: Path) -> None:
+    for division in ("open", "closed"):
+        result = check_log(write_valid_log(tmp_path / f"{division}.log", division=division))
+        assert result.ok and result.failures == [], result.failures
+        assert (result.benchmark, result.platform, result.division, result.seed) == (
+            "deepspeech2", "1xCPU", division, 1)
+
+
+def test_valid_multi_card_and_single_epoch_logs_pass(tmp_path: Path) -> None:
+    assert check_log(write_valid_log(tmp_path / "a.log", cards=16, platform="16xMLU370-X8")).ok
+    assert check_log(write_valid_log(tmp_path / "b.log", wers=(20.0,))).ok
+
+
+def test_a_resumed_attempt_starting_at_a_later_epoch_passes(tmp_path: Path, valid: Records) -> None:
+    recs = copy.deepcopy(valid)
+    for r in recs:  # renumber epochs 1..3 -> 4..6
+        for field in (C.EPOCH_NUM, C.FIRST_EPOCH_NUM):
+            if field in r["metadata"]:
+                r["metadata"][field] += 3
+    assert _check(tmp_path, recs) == []
+
+
+def _drop(key: str) -> Callable[[Records], None]:
+    return lambda recs: recs.pop(find(recs, key))
+
+
+def _dup(key: str) -> Callable[[Records], None]:
+    return lambda recs: recs.insert(find(recs, key), copy.deepcopy(recs[find(recs, key)]))
+
+
+def _move(key: str, before: str, nth: int = 0) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        rec = recs.pop(find(recs, key, nth))
+        recs.insert(find(recs, before), rec)
+    return mutate
+
+
+def _after(key: str, anchor: str) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        rec = recs.pop(find(recs, key))
+        recs.insert(find(recs, anchor) + 1, rec)
+    return mutate
+
+
+def _set(key: str, value: Any = None, nth: int = 0, meta: dict | None = None,
+         drop_meta: str | None = None) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        rec = recs[find(recs, key, nth)]
+        if meta is None and drop_meta is None:
+            rec["value"] = value
+        rec["metadata"].update(meta or {})
+        if drop_meta:
+            del rec["metadata"][drop_meta]
+    return mutate
+
+
+def _shift_from(key: str, ms: float) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        for r in recs[find(recs, key):]:
+            r["time_ms"] += ms
+    return mutate
+
+
+def _append_copy(key: str) -> Callable[[Records], None]:
+    return lambda recs: recs.append(copy.deepcopy(recs[find(recs, key)]))
+
+
+MUTANTS: dict[str, tuple[Callable[[Records], None], str]] = {
+    "missing run_start": (_drop(C.RUN_START), "run_start: required exactly once, found 0"),
+    "duplicated run_start": (_dup(C.RUN_START), "run_start: required exactly once, found 2"),
+    "missing run_stop": (_drop(C.RUN_STOP), "run_stop: required exactly once, found 0"),
+    "missing cache_clear": (_drop(C.CACHE_CLEAR), "cache_clear: required exactly once, found 0"),
+    "missing init_start": (_drop(C.INIT_START), "init_stop must follow init_start"),
+    "missing init_stop": (_drop(C.INIT_STOP), "init_stop: required exactly once, found 0"),
+    "missing seed": (_drop(C.SEED), "seed: required exactly once, found 0"),
+    "missing global_batch_size": (_drop(C.GLOBAL_BATCH_SIZE),
+                                  "global_batch_size: required exactly once, found 0"),
+    "missing train_samples": (_drop(C.TRAIN_SAMPLES), "train_samples: required exactly once"),
+    "missing eval_samples": (_drop(C.EVAL_SAMPLES), "eval_samples: required exactly once"),
+    "missing submission_org": (_drop(C.SUBMISSION_ORG), "submission_org: required exactly once"),
+    "missing ds2_target_wer": (_drop(M.DS2_TARGET_WER), "ds2_target_wer: required exactly once"),
+    "missing eval_accuracy": (lambda r: [r.pop(find(r, C.EVAL_ACCURACY)) for _ in range(3)],
+                              "eval_accuracy: required at least once, found 0"),
+    "identical duplicate (warning = error)": (_dup(C.SUBMISSION_ORG),
+                                              "submission_org: required exactly once, found 2"),
+    "two different seeds": (lambda r: r.insert(find(r, C.SEED), {**r[find(r, C.SEED)], "value": 2}),
+                            "seed: required exactly once, found 2 with different values"),
+    "wrong benchmark": (_set(C.SUBMISSION_BENCHMARK, "rnnt"), "submission_benchmark must be deepspeech2"),
+    "unknown division": (_set(C.SUBMISSION_DIVISION, "opne"), "submission_division must be closed or open"),
+    "unknown status": (_set(C.SUBMISSION_STATUS, "lab"), "submission_status must be onprem"),
+    "bad platform": (_set(C.SUBMISSION_PLATFORM, "a CPU"), "submission_platform must look like"),
+    "platform cards != ds2_cards": (_set(C.SUBMISSION_PLATFORM, "4xCPU"),
+                                    "submission_platform card count must equal ds2_cards"),
+    "global batch != per card x cards": (_set(C.GLOBAL_BATCH_SIZE, 16),
+                                         "global_batch_size must equal ds2_batch_per_card x ds2_cards"),
+    "seed not an integer": (_set(C.SEED, "1"), "seed must be a non-negative integer"),
+    "division after init_stop": (_after(C.SUBMISSION_DIVISION, C.INIT_STOP),
+                                 "submission_division must be logged before init_stop"),
+    "init_start after init_stop": (_after(C.INIT_START, C.INIT_STOP), "init_stop must follow init_start"),
+    "cache_clear after init_start": (_after(C.CACHE_CLEAR, C.INIT_START),
+                                     "cache_clear must come before init_start"),
+    "run_start before init_stop": (_move(C.RUN_START, C.INIT_STOP), "run_start must follow init_stop"),
+    "target set after run_start": (_after(M.DS2_TARGET_WER, C.RUN_START),
+                                   "ds2_target_wer must be logged before run_start"),
+    "run_stop before run_start": (_move(C.RUN_STOP, C.RUN_START), "run_stop must follow run_start"),
+    "status aborted": (_set(C.RUN_STOP, meta={C.STATUS: "aborted"}), "run_stop status must be success"),
+    "status missing": (_set(C.RUN_STOP, drop_meta=C.STATUS), "run_stop status must be success"),
+    "WER never under target": (_set(M.DS2_TARGET_WER, 10.0),
+                               "some eval_accuracy (WER) must be <= ds2_target_wer"),
+    "target WER out of range": (_set(M.DS2_TARGET_WER, 0), "ds2_target_wer must be a WER in (0, 100]"),
+    "eval_accuracy without epoch_num": (_set(C.EVAL_ACCURACY, drop_meta=C.EPOCH_NUM),
+                                        "every eval_accuracy needs an integer metadata.epoch_num"),
+    "non-numeric WER": (_set(C.EVAL_ACCURACY, "21.0", nth=-1), "must be a finite number >= 0"),
+    "NaN WER": (_set(C.EVAL_ACCURACY, float("nan"), nth=-1), "must be a finite number >= 0"),
+    "eval_accuracy before run_start": (_move(C.EVAL_ACCURACY, C.RUN_START),
+                                       "eval_accuracy must lie between run_start and run_stop"),
+    "eval_accuracy outside eval": (_after(C.EVAL_ACCURACY, C.EVAL_STOP),
+                                   "eval_accuracy must lie between eval_start and eval_stop"),
+    "eval of an untrained epoch": (_set(C.EVAL_ACCURACY, meta={C.EPOCH_NUM: 2}),
+                                   "eval_accuracy epoch_num must increase and name an epoch already trained"),
+    "epoch_num going backwards": (_set(C.EPOCH_START, nth=2, meta={C.EPOCH_NUM: 1}),
+                                  "epoch_num must increase from one epoch_start to the next"),
+    "epoch_stop mismatch": (_set(C.EPOCH_STOP, meta={C.EPOCH_NUM: 5}),
+                            "epoch_stop epoch_num must match its epoch_start"),
+    "epoch outside a block": (_move(C.BLOCK_START, C.EPOCH_STOP), "epoch_start must lie inside a block"),
+    "block without epoch_count": (_set(C.BLOCK_START, drop_meta=C.EPOCH_COUNT),
+                                  "block_start needs integer metadata first_epoch_num and epoch_count"),
+    "block_stop mismatch": (_set(C.BLOCK_STOP, meta={C.FIRST_EPOCH_NUM: 9}),
+                            "block_stop first_epoch_num must match its block_start"),
+    "event after run_stop": (_append_copy(M.DS2_RUN_THROUGHPUT), "logged after run_stop"),
+    "init longer than 4 h (open)": (_shift_from(C.INIT_STOP, 241 * 60e3), "initialisation (init_start to init_stop)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTANTS))
+def test_mutant_fails_with_its_rule(name: str, valid: Records, tmp_path: Path) -> None:
+    mutate, rule = MUTANTS[name]
+    recs = copy.deepcopy(valid)
+    mutate(recs)
+    failures = _check(tmp_path, recs)
+    assert any(rule in f for f in failures), f"{name}: {failures}"
+
+
+CLOSED_DEVIATIONS = {
+    "ds2_batch_per_card": ({"batch_per_card": 4}, "ds2_batch_per_card 8"),
+    "opt_name": ({C.OPT_NAME: "adamw"}, "opt_name sgd"),
+    "opt_base_learning_rate": ({C.OPT_BASE_LR: 4e-4}, "opt_base_learning_rate 1e-4"),
+    "opt_momentum": ({M.OPT_MOMENTUM: 0.95}, "opt_momentum 0.9"),
+    "opt_nesterov": ({M.OPT_NESTEROV: False}, "opt_nesterov true"),
+    "opt_weight_decay": ({C.OPT_WEIGHT_DECAY: 1e-5}, "opt_weight_decay 0"),
+    "opt_gradient_clip_norm": ({C.OPT_GRADIENT_CLIP_NORM: 1.0}, "opt_gradient_clip_norm 400"),
+    "opt_learning_rate_decay_factor": ({C.OPT_LR_DECAY_FACTOR: 1.0},
+                                       "opt_learning_rate_decay_factor 1.1"),
+    "ds2_rnn_hidden": ({M.DS2_RNN_HIDDEN: 256}, "ds2_rnn_hidden 2560"),
+    "ds2_rnn_layers": ({M.DS2_RNN_LAYERS: 2}, "ds2_rnn_layers 3"),
+    "ds2_bidirectional": ({M.DS2_BIDIRECTIONAL: True}, "ds2_bidirectional false"),
+    "ds2_conv_channels": ({M.DS2_CONV_CHANNELS: 16}, "ds2_conv_channels 32"),
+}
+
+
+@pytest.mark.parametrize("key", sorted(CLOSED_DEVIATIONS))
+def test_closed_claim_needs_reference_hyperparameters(key: str, tmp_path: Path) -> None:
+    change, rule = CLOSED_DEVIATIONS[key]
+    failures = check_log(write_valid_log(tmp_path / "c.log", division="closed", **change)).failures
+    assert any(f"closed division requires {rule}" in f for f in failures), failures
+    # ... while the open division accepts the same run.
+    assert check_log(write_valid_log(tmp_path / "o.log", division="open", **change)).ok
+
+
+def test_closed_init_limit_is_30_minutes(valid: Records, tmp_path: Path) -> None:
+    recs = copy.deepcopy(valid)
+    _set(C.SUBMISSION_DIVISION, "closed")(recs)
+    _shift_from(C.INIT_STOP, 31 * 60e3)(recs)
+    assert any("initialisation" in f for f in _check(tmp_path, recs))
+
+
+def test_aborted_run_closed_by_the_launcher_fails(tmp_path: Path, valid: Records) -> None:
+    path = write_records(tmp_path / "mlperf.log", valid[:find(valid, C.EPOCH_STOP)])
+    assert M.append_run_stop_aborted(path, "rank 0 died")
+    failures = check_log(path).failures
+    assert any("run_stop status must be success" in f for f in failures), failures
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("", "no ':::MLLOG' records"),
+    ("hello\n", "not a ':::MLLOG {json}' line"),
+    (':::MLLOG {"namespace": "", "time_ms": 1', "torn or invalid JSON"),
+    (':::MLLOG {"namespace": "", "time_ms": 1, "event_type": "POINT_IN_TIME", "key": "seed", '
+     '"value": 1}\n', "lacks field(s) metadata"),
+    (':::MLLOG [1, 2]\n', "not a JSON object"),
+    (b"\xff\xfe\n", "not valid UTF-8"),
+])
+def test_broken_files_fail_with_a_clear_message(text: str | bytes, rule: str, tmp_path: Path) -> None:
+    path = tmp_path / "mlperf.log"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = check_log(path)
+    assert not result.ok and any(rule in f for f in result.failures), result.failures
+
+
+def test_torn_line_in_the_middle_names_its_line(valid: Records, tmp_path: Path) -> None:
+    path = write_records(tmp_path / "mlperf.log", valid)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[5] = lines[5][:40] + lines[6]  # a write cut short, the next one glued on
+    path.write_text("".join(lines[:6] + lines[7:]))
+    failures = check_log(path).failures
+    assert any(f.startswith("line 6: torn or invalid JSON") for f in failures), failures
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    assert check_log(tmp_path / "nope.log").failures == ["log file not found"]
+    assert not check_log(tmp_path).ok
+
+
+def test_check_paths_walks_directories(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "deepspeech2-1xCPU-x-s1"
+    run.mkdir(parents=True)
+    write_valid_log(run / "mlperf.log")
+    write_valid_log(run / "mlperf.resume1.log")
+    (run / "metrics.jsonl").write_text("{}\n")
+    (tmp_path / "empty").mkdir()
+    results = check_paths([tmp_path / "runs", tmp_path / "empty", tmp_path / "missing.log"])
+    assert [(r.path.name, r.ok) for r in results] == [
+        ("mlperf.log", True), ("mlperf.resume1.log", True), ("empty", False), ("missing.log", False)]
+    assert "no mlperf.log" in results[2].failures[0]
+
+
+def test_seeds_must_differ_within_a_set(tmp_path: Path) -> None:
+    logs = {"a": dict(seed=1), "b": dict(seed=1), "c": dict(seed=2),
+            "d": dict(seed=1, cards=2, batch_per_card=8)}
+    for name, kw in logs.items():
+        (tmp_path / name).mkdir()
+        write_valid_log(tmp_path / name / "mlperf.log", **kw)
+    write_valid_log(tmp_path / "a" / "mlperf.resume1.log", seed=1)  # same run: allowed
+    problems = check_seeds_differ(check_paths([tmp_path]))
+    assert len(problems) == 1 and "seed 1 is used by 2 runs of deepspeech2 on 1xCPU" in problems[0]
+    assert check_seeds_differ(check_paths([tmp_path / "a", tmp_path / "c", tmp_path / "d"])) == []
+
+
+def test_main_prints_one_verdict_per_log(tmp_path: Path, valid: Records,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "good").mkdir()
+    good = write_valid_log(tmp_path / "good" / "mlperf.log")
+    bad = write_records(tmp_path / "bad.log", valid[:-1])
+    assert main(["--log", str(good)]) == 0
+    assert capsys.readouterr().out == f"PASS {good}\n"
+    assert main(["--log", str(good), "--log", str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"PASS {good}" and out[1].startswith(f"FAIL {bad}: ")
+    assert "run_stop: required exactly once, found 0" in out[1]
+    monkeypatch.setenv("RUNS", str(tmp_path / "good"))
+    assert main([]) == 0
+    monkeypatch.setenv("RUNS", str(tmp_path / "nothing-here"))
+    assert main([]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_failures_are_one_line_each(tmp_path: Path, valid: Records) -> None:
+    recs = copy.deepcopy(valid)
+    _set(C.SUBMISSION_BENCHMARK, "rnnt")(recs)
+    _drop(C.SEED)(recs)
+    failures = _check(tmp_path, recs)
+    assert len(failures) >= 2 and all("\n" not in f for f in failures)
+    assert json.dumps(failures)  # plain strings

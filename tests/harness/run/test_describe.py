@@ -1,0 +1,49 @@
+"""harness.run.describe / bench: the run's self-description and the busy-machine warning."""
+import subprocess
+import sys
+import time
+
+from harness.run.bench import _warn_if_loaded
+from harness.run.describe import busy_cores, describe
+from reference.train.comm import AllReduceTimer
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
+
+
+def test_busy_cores_sees_a_spinning_process():
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = busy_cores(1.0)
+    finally:
+        spin.kill()
+        spin.wait()
+    assert busy is not None and busy >= 0.6  # one process spinning ≈ one core
+
+
+def test_description_has_versions_git_and_busy_cores():
+    d = describe(1, 1, "cpu", "CPU", 2, REPO)
+    assert d["software"]["torch"] and d["threads_per_rank"] == 2
+    assert isinstance(d["busy_cores_at_start"], float)
+    assert d["cpu"]["cores_available"] >= 1
+
+
+def test_warning_only_when_other_work_takes_the_run_cores(capsys):
+    desc = {"busy_cores_at_start": 1.0, "cpu": {"cores_available": 2}}
+    _warn_if_loaded(desc, threads=2, ranks=1)
+    assert "other processes keep 1.0 of 2 cores busy" in capsys.readouterr().err
+    _warn_if_loaded(desc, threads=1, ranks=1)  # one free core is enough
+    _warn_if_loaded({**desc, "busy_cores_at_start": 0.1}, threads=2, ranks=1)
+    _warn_if_loaded(desc, threads=None, ranks=1)  # accelerators: threads do not matter
+    assert capsys.readouterr().err == ""
+
+
+def test_allreduce_timer_accumulates_and_resets():
+    t = AllReduceTimer(world_size=2, measured=True)
+    t.add(0.25)
+    t.add(0.5)
+    assert t.take() == (0.75, 2)
+    assert t.take() == (0.0, 0)
+    unmeasured = AllReduceTimer(world_size=2, measured=False)
+    unmeasured.add(1.0)
+    assert unmeasured.take() == (None, 1)  # a host clock cannot see NCCL completion

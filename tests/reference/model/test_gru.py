@@ -1,0 +1,80 @@
+"""reference.model.gru: the hand-written GRU backward equals autograd through torch.nn.GRU."""
+import pytest
+import torch
+
+from reference.model.gru import gru_directions, use_fast_gru
+
+
+def _outputs_and_grads(run, grus, xs, ws):
+    outs = run(grus, xs)
+    params = [p for g in grus for p in g.parameters()]
+    loss = sum((o * w).sum() for o, w in zip(outs, ws))
+    return outs, torch.autograd.grad(loss, [*xs, *params])
+
+
+def _assert_same_as_nn_gru(grus, xs, tol_out, tol_grad):
+    """gru_directions vs autograd through each nn.GRU: outputs and every gradient."""
+    ws = [torch.randn(*x.shape[:2], g.hidden_size, dtype=x.dtype) for g, x in zip(grus, xs)]
+    ref_out, ref_grads = _outputs_and_grads(lambda gs, ys: [g(y)[0] for g, y in zip(gs, ys)],
+                                            grus, xs, ws)
+    outs, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    for o, r in zip(outs, ref_out):
+        torch.testing.assert_close(o, r, rtol=tol_out, atol=tol_out)
+    for i, (a, b) in enumerate(zip(grads, ref_grads)):
+        torch.testing.assert_close(a, b, rtol=tol_grad, atol=tol_grad, msg=f"gradient {i}")
+
+
+@pytest.mark.parametrize("dirs", [1, 2])
+@pytest.mark.parametrize("inp, hidden, t_len, batch", [(5, 7, 6, 3), (12, 4, 1, 2), (3, 9, 17, 1)])
+def test_matches_nn_gru_in_float64(dirs, inp, hidden, t_len, batch):
+    torch.manual_seed(inp + hidden + dirs)
+    grus = [torch.nn.GRU(inp, hidden).double() for _ in range(dirs)]
+    xs = [torch.randn(t_len, batch, inp, dtype=torch.double, requires_grad=True)
+          for _ in range(dirs)]
+    # The Function itself is dtype-agnostic: float64 checks the algebra.
+    _assert_same_as_nn_gru(grus, xs, tol_out=1e-12, tol_grad=1e-10)
+
+
+def test_float32_path_selection_and_closeness():
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(6, 8)
+    x = torch.randn(10, 4, 6, requires_grad=True)
+    assert use_fast_gru(gru, x)
+    with torch.no_grad():
+        assert not use_fast_gru(gru, x)  # inference keeps the stock kernel
+    assert not use_fast_gru(torch.nn.GRU(6, 8, bidirectional=True), x)
+    assert not use_fast_gru(torch.nn.LSTM(6, 8), x)
+    out = gru_directions([gru], [x])[0]
+    ref, _ = gru(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    g = torch.autograd.grad(out.sum(), gru.weight_hh_l0)[0]
+    g_ref = torch.autograd.grad(ref.sum(), gru.weight_hh_l0)[0]
+    torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dirs", [1, 2])
+def test_onednn_recurrence_matches_nn_gru(monkeypatch, dirs):
+    """The large-H path (oneDNN inner products on packed weights), forced at a small H."""
+    import reference.model.gru as G
+
+    monkeypatch.setattr(G, "ONEDNN_MIN_HIDDEN", 1)
+    torch.manual_seed(3)
+    grus = [torch.nn.GRU(6, 8) for _ in range(dirs)]
+    xs = [torch.randn(12, 3, 6, requires_grad=True) for _ in range(dirs)]
+    if not G._onednn_ok(xs[0], 8):
+        pytest.skip("this torch build has no oneDNN linear ops")
+    _assert_same_as_nn_gru(grus, xs, tol_out=1e-5, tol_grad=1e-4)
+
+
+def test_stock_kernels_switch(monkeypatch):
+    from reference.model.kernels import ENV, stock_kernels
+
+    gru = torch.nn.GRU(6, 8)
+    x = torch.randn(5, 2, 6, requires_grad=True)
+    assert use_fast_gru(gru, x)
+    with stock_kernels():
+        assert not use_fast_gru(gru, x)
+    monkeypatch.setenv(ENV, "1")
+    assert not use_fast_gru(gru, x)
+    monkeypatch.setenv(ENV, "0")
+    assert use_fast_gru(gru, x)
