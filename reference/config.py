@@ -141,7 +141,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     max_nonfinite_fraction: float = 0.05  # abort when more steps than this were skipped
     threads: int = 0  # torch intra-op threads per rank; 0 = cores / local ranks
-    amp: Literal["off", "bf16"] = "off"
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    # fp32 matmul/conv/RNN precision on accelerators: "ieee" (true fp32) or "tf32".
+    fp32_precision: Literal["ieee", "tf32"] = "ieee"
+    # Evaluate every this many training samples (0: at the end of every epoch only).
+    eval_every_samples: int = 0
 
     def validate(self, where: str) -> None:
         _check(self.batch_per_card >= 1, where, "batch_per_card", "must be >= 1", self.batch_per_card)
@@ -160,6 +164,18 @@ class TrainConfig:
         _check(0 <= self.max_nonfinite_fraction <= 1, where, "max_nonfinite_fraction",
                "must be in [0, 1]", self.max_nonfinite_fraction)
         _check(self.threads >= 0, where, "threads", "must be >= 0", self.threads)
+        _check(self.eval_every_samples >= 0, where, "eval_every_samples", "must be >= 0",
+               self.eval_every_samples)
+
+
+@dataclass
+class ScoringConfig:
+    # Runs a set must have to be scored (MLPerf speech, RNN-T: 10).
+    required_runs: int = 10
+
+    def validate(self, where: str) -> None:
+        _check(self.required_runs >= 1, where, "required_runs", "must be >= 1",
+               self.required_runs)
 
 
 @dataclass
@@ -174,6 +190,7 @@ class BenchmarkConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
 
     def validate(self, where: str) -> None:
         _check(bool(self.name), where, "name", "must not be empty", self.name)
