@@ -69,14 +69,18 @@ def _throughput(runs: pd.DataFrame, groups: pd.DataFrame, path: Path) -> Path | 
     fig, ax = plt.subplots(figsize=(7, 5))
     for (bench, chash, accel), g in have.groupby(["benchmark", "config_hash", "accelerator"]):
         g = g.sort_values("cards")
-        line = ax.errorbar(g["cards"], g["throughput_mean(utt/s)"],
-                           yerr=g["throughput_std(utt/s)"].fillna(0), marker="o", capsize=3,
-                           label=f"{bench} [{chash}] on {accel}")
-        n0, t0 = float(g["cards"].iloc[0]), float(g["throughput_mean(utt/s)"].iloc[0])
+        med = g["throughput(utt/s)_median"].astype(float)
+        err = np.vstack([(med - g["throughput(utt/s)_min"].astype(float)).fillna(0),
+                         (g["throughput(utt/s)_max"].astype(float) - med).fillna(0)])
+        cpu = str(accel).upper() == "CPU"
+        line = ax.errorbar(g["cards"], med, yerr=err, marker="o", capsize=3,
+                           label=f"{bench} [{chash}] on {accel}"
+                                 + (" (processes sharing one host's cores)" if cpu else ""))
+        n0, t0 = float(g["cards"].iloc[0]), float(med.iloc[0])
         xs = np.array(sorted(set(g["cards"].astype(float))))
         ax.plot(xs, t0 * xs / n0, ":", color=line[0].get_color(),
                 label=f"ideal linear from {n0:g} card{'s' * (n0 != 1)}")
-    ax.set(xlabel="cards", ylabel="throughput (utt/s)", title="Throughput vs cards (mean ± std)")
+    ax.set(xlabel="cards", ylabel="throughput (utt/s)", title="Throughput vs cards (median, min–max over runs)")
     ax.set_xticks(sorted(set(have["cards"].astype(float))))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
