@@ -229,8 +229,8 @@ def render(pub: Published, comp: pd.DataFrame) -> str:
         f"“{SEED_LOSS_COL}” is that formula on our run (last iteration of epoch E, mean over "
         f"ranks); “{NORM_COL}” multiplies it by batch-per-card / {pub.batch_per_card}, the only "
         "difference that can be normalised. Sign, model, data, objective and epoch cannot; they "
-        "are stated per run. CTC NLL/utt is the proper negative log-likelihood per utterance "
-        "(log-softmax, sum ÷ batch); ref WER is the reference-definition WER.",
+        "are stated per run. CTC NLL/utt @E is the proper negative log-likelihood per utterance "
+        "(log-softmax, sum ÷ batch), mean over epoch E's training steps; ref WER is the reference-definition WER.",
         "",
     ]
     pub_row = pd.DataFrame([{c: "—" for c in COLUMNS} | {

@@ -94,8 +94,9 @@ def _summary_rows(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "seed loss last iter @last": last.get("seed_last"),
             "seed loss epoch mean @last": last.get("seed_mean"),
             "CTC NLL/utt @init": r.get("ctc_nll_per_utt_at_init"),
-            "CTC NLL/utt @last": last.get("nll_utt"),
+            "train CTC NLL/utt @last": last.get("nll_utt"),
             "ref WER @last (%)": last.get("wer_ref"),
+            "CER @last (%)": last.get("cer"),
             "best ref WER (%)": r.get("best_wer_ref(%)"),
             "run time (s)": r.get("run_time(s)")})
     return pd.DataFrame(rows).map(lambda v: math.nan if v is None else v)
@@ -108,14 +109,14 @@ def _curve_table(runs: list[dict[str, Any]]) -> str:
     for i, r in enumerate(runs, start=1):
         tag = f"[{i}]"
         names = {"seed_last": f"{tag} seed last", "seed_mean": f"{tag} seed mean",
-                 "nll_utt": f"{tag} NLL/utt", "wer_ref": f"{tag} WER %"}
+                 "nll_utt": f"{tag} NLL/utt", "wer_ref": f"{tag} WER %", "cer": f"{tag} CER %"}
         cols += list(names.values())
         for e in r["epochs"]:
             row = by_epoch.setdefault(e["epoch"], {"epoch": e["epoch"]})
             for k, name in names.items():
                 row[name] = math.nan if e.get(k) is None else e[k]
     df = pd.DataFrame([by_epoch[k] for k in sorted(by_epoch)]).reindex(columns=cols)
-    digits = {c: 4 for c in cols if "seed" in c} | {c: 1 for c in cols if "NLL" in c or "WER" in c}
+    digits = {c: 4 for c in cols if "seed" in c} | {c: 1 for c in cols if "NLL" in c or "ER %" in c}
     return table(df, cols, digits=digits | {"epoch": 0})
 
 
@@ -128,13 +129,15 @@ def render(runs: list[dict[str, Any]], source: str) -> str:
              table(_summary_rows(runs), digits={"seed loss @init": 4,
                                                 "seed loss last iter @last": 4,
                                                 "seed loss epoch mean @last": 4,
-                                                "CTC NLL/utt @init": 1, "CTC NLL/utt @last": 1,
+                                                "CTC NLL/utt @init": 1, "train CTC NLL/utt @last": 1,
                                                 "ref WER @last (%)": 1, "best ref WER (%)": 1,
+                                                "CER @last (%)": 1,
                                                 "batch/card": 0, "run time (s)": 0}),
              "", "Per epoch (seed last = the published formula at the epoch's last iteration; "
              "seed mean = its mean over the epoch's steps, the seed's printed “Average Loss”, "
-             "only where it is the objective; NLL/utt = proper CTC NLL per utterance, nats; "
-             "WER = reference WER on the dev split):", "", _curve_table(runs), "",
+             "only where it is the objective; NLL/utt = proper CTC NLL per utterance, nats, mean over the "
+             "epoch's training steps; "
+             "WER / CER = reference WER / CER on the dev split, %):", "", _curve_table(runs), "",
              "**Reading.** " + reading(runs)]
     return "\n".join(lines)
 

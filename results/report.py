@@ -272,6 +272,16 @@ def build_report(runs_dir: Path, out: Path | None = None, checker: object = _UNS
     comp = compare.compare_runs(runs, epochs, pub)
     out.mkdir(parents=True, exist_ok=True)
     plot_files = plots.plot_all(runs, epochs, groups, out) if make_plots else []
+    if make_plots:
+        here = experiment.extract(runs, epochs)
+        data = experiment.load(experiment.EXPERIMENT_JSON)
+        curves = here or (data or {}).get("runs", [])
+        title = ("seed-objective experiment, runs in this directory" if here else
+                 "seed-objective experiment, committed measurement "
+                 f"(results/data/{experiment.EXPERIMENT_JSON.name})")
+        png = plots.seed_objective_curves(curves, out / "seed_objective_curves.png", title)
+        if png is not None:
+            plot_files.append(png)
     md = render(runs_dir, runs, groups, comp, pub, epochs, plot_files, chk is not None)
     files = [out / "results.md", out / "results.csv", out / "runs.csv", out / "epochs.csv",
              out / "published_comparison.csv"]

@@ -88,3 +88,14 @@ def test_comparison_wording_follows_the_real_runs(report: Path) -> None:
     assert "(not the published 10)" in section
     exp = md[md.index("## Seed-objective experiment"):md.index("## Runs\n")]
     assert "### Committed measurement" in exp
+
+
+def test_seed_epoch_mean_only_where_the_seed_formula_is_trained(report: Path) -> None:
+    runs = pd.read_csv(report / "runs.csv").set_index("run")
+    epochs = pd.read_csv(report / "epochs.csv")
+    for run, row in runs.iterrows():
+        mean = epochs.loc[epochs["run"] == run, "seed_loss_epoch_mean"]
+        if row["loss_definition"] == "seed_raw_logits":
+            assert mean.notna().all() and len(mean) == 1
+        else:
+            assert mean.isna().all()
