@@ -62,3 +62,24 @@ def test_same_quantity_only_at_the_published_batch_and_epoch_10_preferred() -> N
     assert row["differs from published set-up (cannot be normalised)"] == "none"
     text = verdict(pub, comp)
     assert "trained with the seed objective" in text and "(not the published" not in text
+
+
+def test_the_experiment_benchmarks_differ_only_in_the_objective() -> None:
+    from dataclasses import asdict
+
+    from reference.config import load_config
+
+    bench = PUBLISHED_YAML.parents[1] / "benchmarks"
+    seed = asdict(load_config(bench / "seed_objective_lstm.yaml"))
+    nll = asdict(load_config(bench / "seed_objective_lstm_nll.yaml"))
+    assert (seed["train"]["loss"], nll["train"]["loss"]) == ("seed_raw_logits", "ctc_nll")
+    for d in (seed, nll):
+        d.pop("name"), d.pop("description"), d["train"].pop("loss")
+    assert seed == nll
+    t, o, m = seed["train"], seed["optim"], seed["model"]
+    assert (m["rnn_type"], m["bidirectional"], t["batch_per_card"], t["epochs"]) == \
+        ("lstm", False, 8, 10)
+    assert t["target_wer"] is None and t["global_batch"] is None
+    assert (o["name"], o["lr"], o["nesterov"], o["lr_scaling"]) == ("sgd", 1e-4, True, "none")
+    manifest = PUBLISHED_YAML.parents[1] / seed["data"]["train_manifest"]
+    assert sum(1 for _ in manifest.open()) == 1000
