@@ -70,10 +70,11 @@ def _show(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else fmt(x)
 
 
-# Set-up entries a per-card normalisation cannot fix; batch_per_card is
-# normalised instead and `cards` only changes how many ranks are averaged.
+# Set-up entries a per-card normalisation cannot fix (batch_per_card is
+# normalised instead); `cards` changes how many ranks' last iterations the
+# all-reduce averages.
 _NOT_NORMALISABLE = ("loss_definition", "rnn_type", "rnn_hidden", "rnn_layers", "bidirectional",
-                     "opt_name", "base_lr", "corpus", "max_epochs")
+                     "opt_name", "base_lr", "corpus", "max_epochs", "cards")
 
 
 def _differences(row: pd.Series, setup: dict[str, Any]) -> list[str]:
@@ -177,13 +178,15 @@ def verdict(pub: Published, comp: pd.DataFrame) -> str:
     if comp.empty:
         return " ".join(parts + ["There are no runs of ours to put next to it."])
     same = comp[comp["same_batch"]]
+    others = ("" if len(same) == len(comp) else
+              f"; the other {len(comp) - len(same)} run(s)' values are multiplied by batch/"
+              f"{pub.batch_per_card} to put them on the published scale")
     parts.append(f"{len(same)} of {len(comp)} run(s) here use the published per-card batch "
-                 f"{pub.batch_per_card} and so compute the same quantity; the others' values are "
-                 "multiplied by batch/8 to put them on the published scale.")
+                 f"{pub.batch_per_card} and so compute the same quantity{others}.")
     init = _finite(comp["init_normalised"])
     if len(init):
         parts.append(f"At initialisation, on the published scale, our models print {_span(init)}"
-                     f" (published after 10 epochs: +{pub.value}).")
+                     f" (published after {pub.epochs} epochs: {pub.value:+g}).")
     trained = comp.dropna(subset=[SEED_LOSS_COL])
     if len(trained):
         seed_runs = trained[trained["seed_objective"]]

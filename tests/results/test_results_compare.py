@@ -18,7 +18,7 @@ def _frames(loss_def: str, batch: int, epochs: int, seed_at: float
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     runs = pd.DataFrame([{"run": "r1", "loss_definition": loss_def, "rnn_type": "lstm",
                           "rnn_hidden": 2560, "rnn_layers": 3, "bidirectional": False,
-                          "batch_per_card": batch, "cards": 1, "opt_name": "sgd", "base_lr": 1e-4,
+                          "batch_per_card": batch, "cards": 16, "opt_name": "sgd", "base_lr": 1e-4,
                           "max_epochs": 10, "corpus": "librispeech", "seed_loss_at_init": seed_at,
                           "ctc_nll_per_utt_at_init": 168.8, "best_wer_ref(%)": 40.0}])
     ep = pd.DataFrame([{"run": "r1", "epoch": e, "seed_loss_last_iter": seed_at - e / 100,
@@ -49,6 +49,7 @@ def test_per_card_batch_is_normalised_and_named() -> None:
     assert row["sign vs published"] == "opposite (negative)"
     text = verdict(pub, comp)
     assert "0 of 1 run(s) here use the published per-card batch" in text
+    assert "the other 1 run(s)' values are multiplied by batch/8" in text
     assert "None of these runs trained with the seed's objective" in text
 
 
