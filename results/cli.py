@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.export_experiment is not None:
         from results.experiment import export
 
-        if not export(report.runs, report.epochs, args.export_experiment, args.command).is_file():
-            return 1
+        try:
+            export(report.runs, report.epochs, args.export_experiment, args.command)
+        except OSError as err:
+            print(f"[results] --export-experiment {args.export_experiment}: cannot write "
+                  f"({err.strerror or err})", file=sys.stderr)
+            return 2
     print(report.markdown)
     print(f"[results] wrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
     return 0
