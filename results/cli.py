@@ -13,6 +13,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, required=True, help="directory holding run directories")
     p.add_argument("--out", type=Path, help="report directory (default: RUNS/report)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--export-experiment", type=Path, metavar="FILE",
+                   help="also write the seed-objective runs' curves to FILE (JSON; "
+                        "results/data/seed_objective_experiment.json is the committed one)")
+    p.add_argument("--command", action="append", default=[], metavar="TEXT",
+                   help="with --export-experiment: a command that produced the runs (repeatable)")
     args = p.parse_args(argv)
     if not args.runs.is_dir():
         print(f"[results] {args.runs}: not a directory", file=sys.stderr)
@@ -22,6 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     except NoRunsError as err:
         print(f"[results] {err}", file=sys.stderr)
         return 1
+    if args.export_experiment is not None:
+        from results.experiment import export
+
+        try:
+            export(report.runs, report.epochs, args.export_experiment, args.command)
+        except OSError as err:
+            print(f"[results] --export-experiment {args.export_experiment}: cannot write "
+                  f"({err.strerror or err})", file=sys.stderr)
+            return 2
     print(report.markdown)
     print(f"[results] wrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
     return 0

@@ -1,35 +1,42 @@
-"""Which runs enter the scores, and why the others do not.
+"""Which runs enter a set's MLPerf score, and how each one counts.
 
-Every run gets one of three verdicts (column `scoring` of runs.csv):
+MLPerf scores a *set* of runs as a whole: every run of the set counts, so a
+seed cannot leave the set by dying. Each run gets one verdict (column
+`scoring` of runs.csv), and `results.scoring` turns the verdicts of a set into
+its score:
 
-* ``scored`` - the MLPerf log passes `harness.mlperf.compliance.check_log`; the run
-  converged (run_stop status success) and its time to train counts.
+* ``scored`` - the MLPerf log passes `harness.mlperf.compliance.check_log`,
+  its clock runs forward, and the run converged (run_stop status success):
+  its run_stop - run_start is a time to train.
 * ``non-converged`` - the log fails compliance *only* because the run did not
-  reach its target: every failure is one of `NON_CONVERGENCE_FAILURES`
-  (run_stop status aborted, no eval_accuracy <= ds2_target_wer) and run_stop
-  really says aborted. Our rules fail such a log (an aborted run is not a
-  result on its own), but MLPerf scoring must not forget it: a set's
-  non-converged run counts as an *infinite* time to train in the olympic mean
-  (it is the slowest run and is dropped; a second one voids the score).
-  Dropping it instead would let a submitter hide failed seeds. Its throughput
-  is a valid speed measurement and is kept.
-* ``excluded`` - anything else, with the reason: no mlperf.log, a torn or
-  otherwise unreadable log (listed as invalid), a resumed run (its timed
-  region is split across attempts, so run_stop - run_start is not a time to
-  train), an unreadable config, any other compliance failure (wrong key
-  order, hyper-parameters outside the rules, missing target). Excluded runs
-  are in no score, but stay in runs.csv, the plots and the published-loss
-  comparison (which is about the loss, not about MLPerf validity).
+  reach its target (every failure is one of `NON_CONVERGENCE_FAILURES`) and
+  run_stop says aborted. Counts as an infinite time to train.
+* ``failed`` - a run of the set that produced no usable measurement: no
+  mlperf.log, a torn or unreadable log, a log without run_stop (crashed or
+  killed), a clock that runs backwards or a non-positive run_stop - run_start,
+  or a resumed run (its timed region is split across attempts). Counts as an
+  infinite time to train, exactly like a non-converged run - what
+  mlperf_logging's result summariser does with a result file it cannot read
+  or check (`_compute_strong_score_standalone` adds it to `dropped_scores`).
+  Such a run is never scored on its own.
+* ``invalid`` - a readable log that breaks a rule other than convergence
+  (wrong key order, hyper-parameters outside the rules, ...). It voids the
+  *whole set*: a submission holding a non-compliant result file is rejected
+  by MLPerf's package checker, whatever the other runs did.
+* ``excluded`` - not a member of any MLPerf set: a fixed-epoch run without a
+  quality target (`ds2_target_wer` null, e.g. the seed-objective experiment)
+  has no time to train at all, and a run whose config.yaml is unreadable
+  cannot be put in a group. They stay in runs.csv, the plots and the
+  published-loss comparison.
 
 Throughput is a speed measurement, not a quality result, so it is counted
 (column `throughput_ok`) for scored and non-converged runs and also for a
-fixed-epoch run without a quality target (e.g. the seed reproduction,
-`ds2_target_wer` null) whose log fails compliance for nothing but the
-missing target and the resulting aborted status.
+fixed-epoch run without a quality target whose log fails compliance for
+nothing but the missing target and the resulting aborted status.
 
 If `harness.mlperf.compliance` cannot be imported, runs are classified from their
-own logs (status and parse problems only) and the report says in bold that
-compliance was not checked.
+own logs (status, clock and parse problems only) and the report says in bold
+that compliance was not checked.
 """
 from __future__ import annotations
 
@@ -46,7 +53,10 @@ NON_CONVERGENCE_FAILURES = (
 # ... and those that only say that the run has no quality target at all.
 NO_TARGET_FAILURES = ("ds2_target_wer must be a WER",)
 
-SCORED, NON_CONVERGED, EXCLUDED = "scored", "non-converged", "excluded"
+SCORED, NON_CONVERGED, FAILED, INVALID, EXCLUDED = (
+    "scored", "non-converged", "failed", "invalid", "excluded")
+# Verdicts that are members of their MLPerf set (every one of them counts).
+IN_SET = (SCORED, NON_CONVERGED, FAILED, INVALID)
 
 
 class CheckResultLike(Protocol):
@@ -98,39 +108,48 @@ def classify(row: dict[str, Any], log_paths: list[Path], checker: Checker | None
         return {**out, "scoring": kind, "exclusion_reason": reason, "throughput_ok": thr_ok}
 
     if row.get("config_error"):
-        return verdict(EXCLUDED, row["config_error"])
+        return verdict(EXCLUDED, f"{row['config_error']}: the run cannot be put in a set")
+    target = row.get("target_wer(%)")
+    no_target = target is None or (isinstance(target, float) and math.isnan(target))
     if not row.get("has_mlperf_log"):
-        return verdict(EXCLUDED, "no mlperf.log (result.json only): no MLPerf timing")
+        if no_target:
+            return verdict(EXCLUDED, "no mlperf.log and no quality target: no time to train")
+        return verdict(FAILED, "no mlperf.log (result.json only): counts as non-converged (∞)")
     if row.get("log_problems"):
-        return verdict(EXCLUDED, f"invalid log: {row['log_problems']}")
+        return verdict(FAILED, f"torn or unreadable log, counts as non-converged (∞): "
+                               f"{row['log_problems']}")
+    if row.get("time_problems"):
+        return verdict(FAILED, f"log clock unusable, never scored; counts as non-converged (∞): "
+                               f"{row['time_problems']}")
     failures: list[str] = []
     if checker is not None:
         failures = compliance_failures(log_paths, checker)
         out["compliance_ok"] = not failures
         out["compliance_failures"] = "; ".join(failures)
-    if row.get("resumed"):
-        return verdict(EXCLUDED, f"resumed ({row.get('log_segments', 1)} log segments): the timed "
-                                 "region is split across attempts, so there is no time to train")
-    target = row.get("target_wer(%)")
-    if target is None or (isinstance(target, float) and math.isnan(target)):
+    if no_target:
         other = [f for f in failures if not is_non_convergence(f)
                  and not any(p in f for p in NO_TARGET_FAILURES)]
         reason = "fixed-epoch run without a quality target (ds2_target_wer null): no time to train"
         if other:
             return verdict(EXCLUDED, f"{reason}; fails compliance: {_short(other)}")
         return verdict(EXCLUDED, f"{reason} (throughput still counted)", throughput_ok=True)
+    if row.get("resumed"):
+        return verdict(FAILED, f"resumed ({row.get('log_segments', 1)} log segments): the timed "
+                               "region is split across attempts, so there is no time to train; "
+                               "counts as non-converged (∞)")
+    if row.get("status") not in ("success", "aborted"):
+        return verdict(FAILED, f"status {row.get('status')}: {row.get('reason') or 'no run_stop'} "
+                               "(crashed or killed); counts as non-converged (∞)")
     if checker is None:  # fall back on the log itself
         if row.get("status") == "success":
             return verdict(SCORED)
-        if row.get("status") == "aborted":
-            return verdict(NON_CONVERGED, f"not converged: {row.get('reason') or 'aborted'}")
-        return verdict(EXCLUDED, f"status {row.get('status')}: {row.get('reason') or 'no run_stop'}")
+        return verdict(NON_CONVERGED, f"not converged: {row.get('reason') or 'aborted'}")
     if not failures:
         return verdict(SCORED)
     other = [f for f in failures if not is_non_convergence(f)]
     if not other and row.get("status") == "aborted":
         return verdict(NON_CONVERGED, f"not converged: {row.get('reason') or 'aborted'}")
     if not other:
-        return verdict(EXCLUDED, f"run_stop status {row.get('status')!r} contradicts the log: "
-                                 f"{_short(failures)}")
-    return verdict(EXCLUDED, f"fails compliance: {_short(other)}")
+        return verdict(INVALID, f"run_stop status {row.get('status')!r} contradicts the log: "
+                                f"{_short(failures)}; voids its set")
+    return verdict(INVALID, f"fails compliance: {_short(other)}; voids its set")

@@ -3,8 +3,11 @@
 * wer_vs_time.png  - reference WER (%) against wall time since run_start (s)
 * wer_vs_epoch.png - reference WER (%) against epoch
 * train_loss_vs_epoch.png - per-utterance CTC NLL (nats, log scale) against epoch
-* throughput_vs_cards.png - mean throughput (utt/s, ± std) against cards, with
-  the ideal linear-scaling line from the smallest card count of each config
+* throughput_vs_cards.png - median throughput (utt/s, min-max bars) against
+  cards, with the ideal linear-scaling line from the smallest card count of
+  each config (on CPU the cards are processes sharing one host's cores)
+* seed_objective_curves.png - the seed-objective experiment's curves (seed
+  formula, CTC NLL, WER per epoch; results.experiment)
 A plot without any data is not written (and not listed).
 """
 from __future__ import annotations
@@ -69,14 +72,18 @@ def _throughput(runs: pd.DataFrame, groups: pd.DataFrame, path: Path) -> Path | 
     fig, ax = plt.subplots(figsize=(7, 5))
     for (bench, chash, accel), g in have.groupby(["benchmark", "config_hash", "accelerator"]):
         g = g.sort_values("cards")
-        line = ax.errorbar(g["cards"], g["throughput_mean(utt/s)"],
-                           yerr=g["throughput_std(utt/s)"].fillna(0), marker="o", capsize=3,
-                           label=f"{bench} [{chash}] on {accel}")
-        n0, t0 = float(g["cards"].iloc[0]), float(g["throughput_mean(utt/s)"].iloc[0])
+        med = g["throughput(utt/s)_median"].astype(float)
+        err = np.vstack([(med - g["throughput(utt/s)_min"].astype(float)).fillna(0),
+                         (g["throughput(utt/s)_max"].astype(float) - med).fillna(0)])
+        cpu = str(accel).upper() == "CPU"
+        line = ax.errorbar(g["cards"], med, yerr=err, marker="o", capsize=3,
+                           label=f"{bench} [{chash}] on {accel}"
+                                 + (" (processes sharing one host's cores)" if cpu else ""))
+        n0, t0 = float(g["cards"].iloc[0]), float(med.iloc[0])
         xs = np.array(sorted(set(g["cards"].astype(float))))
         ax.plot(xs, t0 * xs / n0, ":", color=line[0].get_color(),
                 label=f"ideal linear from {n0:g} card{'s' * (n0 != 1)}")
-    ax.set(xlabel="cards", ylabel="throughput (utt/s)", title="Throughput vs cards (mean ± std)")
+    ax.set(xlabel="cards", ylabel="throughput (utt/s)", title="Throughput vs cards (median, min–max over runs)")
     ax.set_xticks(sorted(set(have["cards"].astype(float))))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -95,9 +102,34 @@ def plot_all(runs: pd.DataFrame, epochs: pd.DataFrame, groups: pd.DataFrame, out
                  targets=True),
         _per_run(runs, epochs, "epoch", "wer_ref(%)", "reference WER (%)", "epoch",
                  "Reference WER vs epoch", out / "wer_vs_epoch.png", targets=True),
-        _per_run(runs, epochs, "epoch", "loss_ctc_nll_per_utt", "CTC NLL per utterance (nats)",
+        _per_run(runs, epochs, "epoch", "loss_ctc_nll_per_utt", "train CTC NLL per utterance (nats, epoch mean)",
                  "epoch", "Training loss (proper CTC NLL) vs epoch",
                  out / "train_loss_vs_epoch.png", logy=True),
         _throughput(runs, groups, out / "throughput_vs_cards.png"),
     ]
     return [p for p in made if p is not None]
+
+
+def seed_objective_curves(exp_runs: list[dict[str, Any]], path: Path, title: str) -> Path | None:
+    """Seed formula (last iteration), CTC NLL/utt and reference WER per epoch, per run."""
+    have = [r for r in exp_runs if r.get("epochs")]
+    if not have:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for r in have:
+        ep = pd.DataFrame(r["epochs"]).astype(float, errors="ignore")
+        obj = "seed objective" if r.get("loss_definition") == "seed_raw_logits" else "CTC NLL objective"
+        label = f"{obj}, {r.get('cards')} card(s)"
+        for ax, col in zip(axes, ("seed_last", "nll_utt", "wer_ref")):
+            ax.plot(ep["epoch"], pd.to_numeric(ep[col], errors="coerce"), marker="o", label=label)
+    for ax, ylabel in zip(axes, ("seed formula, last iteration (published quantity)",
+                                 "train CTC NLL per utterance (nats, epoch mean)", "reference WER (%)")):
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -20,11 +20,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from reference.config import ScoringConfig
 from results.logparse import ParsedLog, parse_log
 
 EPOCH_COLUMNS = ("epoch", "elapsed(s)", "wer_ref(%)", "wer_corpus(%)", "cer(%)",
                  "loss_ctc_nll_per_utt", "loss_ctc_nll_per_char", "seed_loss_last_iter",
-                 "throughput(utt/s)")
+                 "seed_loss_epoch_mean", "throughput(utt/s)")
 # MLPerf key (metadata.epoch_num) -> per-epoch column
 _LOG_EPOCH_KEYS = {
     "eval_accuracy": "wer_ref(%)",
@@ -177,6 +178,44 @@ def _epoch_table(logs: list[ParsedLog], metrics: list[dict[str, Any]]) -> pd.Dat
     return df.reset_index().astype({"epoch": int}) if len(df) else pd.DataFrame(columns=EPOCH_COLUMNS)
 
 
+def time_problems(log: ParsedLog) -> list[str]:
+    """Why a log's clock cannot give a time to train: it runs backwards or does not advance.
+
+    A log is written in order by one process, so time_ms never decreases from
+    one record to the next; run_stop must come strictly after run_start. A log
+    that breaks either (edited, concatenated, or a clock that jumped) is no
+    measurement, whatever its run_stop says.
+    """
+    out: list[str] = []
+    prev = None
+    for rec in log.records:
+        if prev is not None and rec.time_ms < prev.time_ms:
+            out.append(f"{log.path.name} line {rec.lineno}: time runs backwards "
+                       f"({rec.key} at {rec.time_ms:.0f} ms after {prev.key} at {prev.time_ms:.0f} ms)")
+            break
+        prev = rec
+    start, stop = log.first("run_start"), log.first("run_stop")
+    if start is not None and stop is not None and stop.time_ms <= start.time_ms:
+        out.append(f"{log.path.name}: run_stop - run_start = "
+                   f"{(stop.time_ms - start.time_ms) / 1000:.3f} s is not positive")
+    return out
+
+
+def eval_points(log: ParsedLog | None) -> pd.DataFrame:
+    """Every eval_accuracy of a log, in order: (samples_count, epoch_num, WER).
+
+    Evaluations may be finer than an epoch (`train.eval_every_samples`), so
+    "when" is the samples_count MLPerf logs with each of them, not the epoch.
+    """
+    rows = []
+    for rec in (log.records if log is not None else []):
+        if rec.key != "eval_accuracy":
+            continue
+        sc = rec.metadata.get("samples_count")
+        rows.append({"samples_count": _num(sc), "epoch_num": rec.epoch, "wer": _num(rec.value)})
+    return pd.DataFrame(rows, columns=["samples_count", "epoch_num", "wer"])
+
+
 def _cards_from_platform(platform: Any) -> int | None:
     if isinstance(platform, str) and platform.partition("x")[0].isdigit():
         return int(platform.partition("x")[0])
@@ -236,6 +275,26 @@ def load_run(path: Path) -> Run:
     target = _num(logged("ds2_target_wer") if logs else train.get("target_wer"))
     wers = epochs["wer_ref(%)"].dropna() if len(epochs) else pd.Series(dtype=float)
     reached = wers[wers <= target]  # empty when there is no target (NaN compares False)
+    # Samples / epochs to target from the eval points themselves (they may be
+    # finer than an epoch): the first eval_accuracy at or below the target.
+    points = eval_points(main) if not resumed else eval_points(None)
+    hit = points[points["wer"] <= target]
+    train_samples = _num(logged("train_samples"))
+    samples_to_target = float(hit["samples_count"].iloc[0]) if len(hit) else math.nan
+    if len(hit) and math.isfinite(samples_to_target) and train_samples > 0:
+        epochs_to_target: float | None = samples_to_target / train_samples
+    elif len(hit) and hit["epoch_num"].iloc[0] is not None:
+        epochs_to_target = float(hit["epoch_num"].iloc[0])
+    elif len(reached):
+        epochs_to_target = float(epochs.loc[reached.index[0], "epoch"])
+    else:
+        epochs_to_target = None
+    point_wers = points["wer"].dropna()
+    scoring_cfg = cfg.get("scoring") or {}
+    required = scoring_cfg.get("required_runs") if isinstance(scoring_cfg, dict) else None
+    if not isinstance(required, int) or isinstance(required, bool) or required < 1:
+        required = ScoringConfig().required_runs
+    cpu = desc.get("cpu") if isinstance(desc.get("cpu"), dict) else {}
     init = next((m for m in metrics if m.get("kind") == "init"), {})
     thr = logs[-1].value("ds2_run_throughput") if logs else None
     # Gradient all-reduce (launch → completion per bucket, reference/train/comm.py) as a
@@ -268,13 +327,18 @@ def load_run(path: Path) -> Run:
         else int(result.get("epochs_completed") or 0),
         "max_epochs": logged("ds2_max_epochs", train.get("epochs")),
         "target_wer(%)": target,
-        "epochs_to_target": int(epochs.loc[reached.index[0], "epoch"]) if len(reached) else None,
+        "epochs_to_target": epochs_to_target,
+        "samples_to_target": samples_to_target,
+        "train_samples": train_samples,
+        "required_runs": required,
+        "host_cores": cpu.get("cores_available"),
         # MLPerf time to train exists only for a converged run; the scores count
         # a non-converged one as infinite (results.scoring), not as its run time.
         "time_to_train(s)": run_time if status == "success" else math.nan,
         "run_time(s)": run_time,
         "final_wer_ref(%)": at_last("wer_ref(%)"),
-        "best_wer_ref(%)": float(wers.min()) if len(wers) else _num(result.get("best_wer")),
+        "best_wer_ref(%)": float(point_wers.min()) if len(point_wers)
+        else float(wers.min()) if len(wers) else _num(result.get("best_wer")),
         "final_wer_corpus(%)": at_last("wer_corpus(%)"),
         "final_cer(%)": at_last("cer(%)"),
         "throughput(utt/s)": _num(thr if thr is not None else result.get("throughput")),
@@ -297,6 +361,7 @@ def load_run(path: Path) -> Run:
         "ctc_nll_per_char_at_init": _num(init.get("ctc_nll_per_char")),
         "has_mlperf_log": main is not None,
         "log_problems": "; ".join(p for lg in logs for p in lg.problems),
+        "time_problems": "; ".join(p for lg in logs for p in time_problems(lg)),
         "config_error": cfg_error,
         "notes": "",
     }

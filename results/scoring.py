@@ -1,25 +1,36 @@
-"""MLPerf-style scores per group of runs: time to train, throughput, scaling.
+"""MLPerf scores per set of runs: time to train, with its spread; throughput, scaling.
 
-A group is one (benchmark, config hash, platform, cards): different configs
-are never averaged together (the config hash ignores only the seed and the
-card count, see `results.rundirs.config_hash`).
+A set (group) is one (benchmark, config hash, platform, cards): different
+configs are never averaged together (the config hash ignores only the seed
+and the card count, see `results.rundirs.config_hash`).
 
-Time to train (MLPerf training rules, as in mlperf_logging's
-`_compute_olympic_average`): each counted run's run_stop - run_start, eval
-included; a non-converged run counts as infinitely slow. With n >= 3 runs
-the fastest and the slowest are dropped and the rest averaged (olympic
-mean), so one non-converged run is simply the dropped slowest; more than one
-non-converged run gives no score. With n < 3 there is nothing to drop: the
-plain mean is reported and the rule column says so (and one non-converged
-run then makes the mean infinite: no score).
+Time to train, as MLPerf training scores it (mlperf_logging's
+`result_summarizer`, `_compute_strong_score_standalone` and
+`_compute_olympic_average`; docs/RESULTS.md):
+
+* the benchmark declares how many runs a set needs (`scoring.required_runs`:
+  10 for the closed LibriSpeech benchmarks, as MLPerf speech/RNN-T; 5 for
+  `tiny`). A set with fewer runs gets **no score** - "no score (n of N
+  runs)" - and its runs are listed; no mean of a short set is ever shown as
+  an MLPerf time to train.
+* every run of the set counts (results.eligibility): a converged run its
+  run_stop - run_start, a non-converged or failed run infinity. The fastest
+  and the slowest are dropped and the rest averaged (olympic mean), so one
+  infinite run is the dropped slowest; two or more give no score. An
+  `invalid` run (breaks a rule other than convergence) voids the set.
+* an olympic mean needs at least 3 runs, whatever `required_runs` says.
+
+Spread is shown next to every figure as min / median / max over the set's
+runs (time to train and samples / epochs to target over its converged runs,
+throughput over the runs that measured it), never as a bare mean.
 
 Throughput (utt/s, the run's `ds2_run_throughput`: samples / synchronised
-training time, warm-up excluded) is averaged over the runs whose
-`throughput_ok` is set (scored, non-converged and target-less fixed-epoch
-runs, see results.eligibility; without that column: scored + non-converged):
-speed does not depend on reaching the target. Scaling efficiency compares one (benchmark, config, accelerator)
-across card counts against its smallest card count N_min:
-(thr_N / thr_Nmin) / (N / N_min); 1.0 is linear scaling.
+training time, warm-up excluded) counts for the runs whose `throughput_ok` is
+set. Scaling compares one (benchmark, config, accelerator) across card counts
+against its smallest card count N_min: (thr_N / thr_Nmin) / (N / N_min). On
+CPU the "cards" are processes on one host's cores: the figure is then how
+much those processes gain by sharing the same cores, not hardware scaling,
+and the table says so (`scaling_kind`).
 """
 from __future__ import annotations
 
@@ -30,10 +41,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from results.eligibility import NON_CONVERGED, SCORED
+from results.eligibility import FAILED, IN_SET, INVALID, NON_CONVERGED, SCORED
 
 GROUP_KEYS = ["benchmark", "config_hash", "platform", "cards"]
 SCALING_KEYS = ["benchmark", "config_hash", "accelerator"]
+MAX_INFINITE = 1  # MLPerf's max_dropped_scores for every benchmark but unet3d
 
 
 @dataclass(frozen=True)
@@ -41,71 +53,129 @@ class TimeScore:
     value: float  # seconds; NaN when there is no score
     rule: str     # how it was obtained, or why there is none
 
+    @property
+    def scored(self) -> bool:
+        return math.isfinite(self.value)
 
-def olympic_mean(times: Sequence[float]) -> TimeScore:
-    """MLPerf time-to-train score of one set of runs (math.inf = not converged)."""
+
+def olympic_mean(times: Sequence[float], required: int = 3) -> TimeScore:
+    """MLPerf time-to-train score of one complete set (math.inf = not converged or failed)."""
     n = len(times)
-    failed = sum(1 for t in times if math.isinf(t))
-    if n == 0:
-        return TimeScore(math.nan, "no counted runs")
-    if failed > 1:
-        return TimeScore(math.nan, f"no score: {failed} of {n} runs did not converge "
-                                   "(more than one non-converged run voids the set)")
+    infinite = sum(1 for t in times if math.isinf(t))
+    if n < required:
+        return TimeScore(math.nan, f"no score ({n} of {required} runs)")
     if n < 3:
-        if failed:
-            return TimeScore(math.nan, f"no score: 1 of {n} runs did not converge and with fewer "
-                                       "than 3 runs it cannot be dropped as the slowest")
-        return TimeScore(float(np.mean(times)), f"mean of {n} run{'s' * (n > 1)} "
-                                                "(fewer than 3: no olympic mean)")
+        return TimeScore(math.nan, f"no score: an olympic mean needs at least 3 runs (have {n})")
+    if infinite > MAX_INFINITE:
+        return TimeScore(math.nan, f"no score: {infinite} of {n} runs did not converge or failed "
+                                   f"(more than {MAX_INFINITE} voids the set)")
+    if any(t <= 0 or math.isnan(t) for t in times):
+        # rundirs/eligibility never let such a time through; refuse rather than average it
+        return TimeScore(math.nan, "no score: a run has a non-positive time to train")
     kept = sorted(times)[1:-1]
-    note = "; the non-converged run counted as slowest" if failed else ""
+    note = "; the non-converged/failed run counted as the slowest" if infinite else ""
     return TimeScore(float(np.mean(kept)),
                      f"olympic mean of {n} runs (fastest and slowest dropped){note}")
 
 
-def _time_scores(g: pd.DataFrame) -> tuple[TimeScore, int]:
-    """Score of one group and how many runs entered it."""
+def set_times(g: pd.DataFrame) -> list[float]:
+    """The set's times to train: every member counts, non-converged and failed as infinity."""
     times: list[float] = []
     for _, r in g.iterrows():
-        if r["scoring"] == NON_CONVERGED:
+        if r["scoring"] == SCORED:
+            t = float(r["time_to_train(s)"])
+            times.append(t if math.isfinite(t) and t > 0 else math.inf)
+        elif r["scoring"] in (NON_CONVERGED, FAILED):
             times.append(math.inf)
-        elif r["scoring"] == SCORED and np.isfinite(r["time_to_train(s)"]):
-            times.append(float(r["time_to_train(s)"]))
-    return olympic_mean(times), len(times)
+    return times
+
+
+def score_set(g: pd.DataFrame) -> TimeScore:
+    """Score of one group's MLPerf set (its members: results.eligibility.IN_SET)."""
+    members = g[g["scoring"].isin(IN_SET)]
+    if members.empty:
+        return TimeScore(math.nan, "no score: no run of this group has a quality target "
+                                   "(fixed-epoch runs have no time to train)")
+    required = int(pd.to_numeric(members.get("required_runs"), errors="coerce").max()) \
+        if "required_runs" in members and members["required_runs"].notna().any() else 10
+    invalid = members[members["scoring"] == INVALID]
+    if len(invalid):
+        names = ", ".join(invalid["run"].astype(str).head(3))
+        return TimeScore(math.nan, f"no score: set invalid ({len(invalid)} run(s) break a rule "
+                                   f"other than convergence: {names})")
+    return olympic_mean(set_times(members), required)
+
+
+def spread(values: pd.Series | Sequence[float]) -> tuple[float, float, float]:
+    """(min, median, max) of the finite values; NaNs when there are none."""
+    s = pd.to_numeric(pd.Series(values, dtype=float), errors="coerce")
+    s = s[np.isfinite(s)]
+    if s.empty:
+        return math.nan, math.nan, math.nan
+    return float(s.min()), float(s.median()), float(s.max())
+
+
+def _with_spread(prefix: str, values: pd.Series) -> dict[str, float]:
+    lo, med, hi = spread(values)
+    return {f"{prefix}_min": lo, f"{prefix}_median": med, f"{prefix}_max": hi}
 
 
 def score_groups(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per group with the scores; `runs` needs the runs.csv columns."""
     rows = []
     for key, g in runs.groupby(GROUP_KEYS, dropna=False, sort=True):
-        counted = g[g["scoring"].isin([SCORED, NON_CONVERGED])]
-        score, n_timed = _time_scores(g)
-        conv = counted[counted["scoring"] == SCORED]
-        thr_runs = g[g["throughput_ok"].eq(True)] if "throughput_ok" in g else counted
-        thr = thr_runs["throughput(utt/s)"].astype(float)
+        members = g[g["scoring"].isin(IN_SET)]
+        score = score_set(g)
+        conv = members[members["scoring"] == SCORED]
+        thr_runs = g[g["throughput_ok"].eq(True)] if "throughput_ok" in g else members
+        thr = pd.to_numeric(thr_runs["throughput(utt/s)"], errors="coerce")
         thr = thr[np.isfinite(thr)]
+        req = pd.to_numeric(g.get("required_runs", pd.Series(dtype=float)), errors="coerce")
         rows.append({
             **dict(zip(GROUP_KEYS, key)),
             "accelerator": g["accelerator"].iloc[0],
             "runs": len(g),
-            "counted_runs": n_timed,
-            "converged": int((counted["scoring"] == SCORED).sum()),
-            "non_converged": int((counted["scoring"] == NON_CONVERGED).sum()),
-            "excluded": int(len(g) - len(counted)),
+            "set_runs": len(members),
+            "required_runs": int(req.max()) if req.notna().any() else math.nan,
+            "converged": int((members["scoring"] == SCORED).sum()),
+            "non_converged": int((members["scoring"] == NON_CONVERGED).sum()),
+            "failed": int((members["scoring"] == FAILED).sum()),
+            "invalid": int((members["scoring"] == INVALID).sum()),
+            "excluded": int(len(g) - len(members)),
             "time_to_train(s)": score.value,
             "time_to_train_rule": score.rule,
-            "epochs_to_converge": float(conv["epochs_to_target"].astype(float).mean())
-            if len(conv) else math.nan,
+            **_with_spread("ttt(s)", conv["time_to_train(s)"]),
+            **_with_spread("epochs_to_target", conv["epochs_to_target"]),
+            **_with_spread("samples_to_target", conv.get("samples_to_target", pd.Series(dtype=float))),
+            **_with_spread("best_wer(%)", g.get("best_wer_ref(%)", pd.Series(dtype=float))),
+            "max_epochs_run": float(pd.to_numeric(g.get("epochs"), errors="coerce").max())
+            if "epochs" in g else math.nan,
             "throughput_mean(utt/s)": float(thr.mean()) if len(thr) else math.nan,
-            "throughput_std(utt/s)": float(thr.std(ddof=1)) if len(thr) > 1 else math.nan,
-            "throughput_min(utt/s)": float(thr.min()) if len(thr) else math.nan,
-            "throughput_max(utt/s)": float(thr.max()) if len(thr) else math.nan,
+            **_with_spread("throughput(utt/s)", thr),
             "throughput_runs": len(thr),
+            "host_cores": _first(g.get("host_cores")),
         })
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     return add_scaling(table)
+
+
+def _first(s: pd.Series | None) -> float:
+    if s is None:
+        return math.nan
+    v = pd.to_numeric(s, errors="coerce").dropna()
+    return float(v.iloc[0]) if len(v) else math.nan
+
+
+def scaling_kind(accelerator: str, cards: float, cores: float) -> str:
+    """What a scaling figure measures on this platform, in words."""
+    if str(accelerator).upper() != "CPU":
+        return "devices"
+    where = f"{cores:.0f} cores" if math.isfinite(cores) else "the same cores"
+    if cards <= 1:
+        return f"1 process on {where}"
+    return (f"{cards:.0f} processes sharing {where} of one host: not hardware scaling")
 
 
 def add_scaling(table: pd.DataFrame) -> pd.DataFrame:
@@ -114,6 +184,10 @@ def add_scaling(table: pd.DataFrame) -> pd.DataFrame:
     table["scaling_base_cards"] = np.nan
     table["speedup_vs_base"] = np.nan
     table["scaling_efficiency"] = np.nan
+    table["scaling_kind"] = [scaling_kind(a, float(c) if pd.notna(c) else math.nan,
+                                          float(h) if pd.notna(h) else math.nan)
+                             for a, c, h in zip(table["accelerator"], table["cards"],
+                                                table["host_cores"])]
     for _, g in table.groupby(SCALING_KEYS, dropna=False):
         have = g[np.isfinite(g["throughput_mean(utt/s)"].astype(float)) & g["cards"].notna()]
         if have.empty:

@@ -254,6 +254,9 @@ class Trainer:
         dev = self.dist.device
         sum_utt = torch.zeros((), dtype=torch.float64, device=dev)
         sum_char = torch.zeros((), dtype=torch.float64, device=dev)
+        # The seed quantity's epoch mean (the Cambricon trainer's printed
+        # "Average Loss"): only where it is computed every step (its objective).
+        sum_seed = torch.zeros((), dtype=torch.float64, device=dev)
         counted = 0
         skipped = 0
         last_seed = float("nan")
@@ -299,6 +302,8 @@ class Trainer:
                 self.optimizer.step()
                 sum_utt += nll_utt.detach().to(torch.float64)
                 sum_char += nll_char.detach().to(torch.float64)
+                if seed is not None:
+                    sum_seed += seed.detach().to(torch.float64)
                 counted += 1
             self.global_step += 1
             if t_timed is not None:
@@ -315,9 +320,12 @@ class Trainer:
         t_end = time.perf_counter()
         comm_s, comm_buckets = self.comm_timer.take() if self.comm_timer else (None, 0)
         sums = torch.stack([sum_utt, sum_char,
-                            torch.tensor(float(counted), dtype=torch.float64, device=dev)])
+                            torch.tensor(float(counted), dtype=torch.float64, device=dev),
+                            sum_seed])
         self.dist.all_reduce_sum(sums)
         n = max(sums[2].item(), 1.0)
+        every_step_seed = cfg.train.loss != "ctc_nll"
+        seed_mean = sums[3].item() / n if every_step_seed and sums[2].item() > 0 else None
         seed_last = self._mean_over_ranks([last_seed])[0]
         gb = self.batches.global_batch
         samples = len(batches) * gb
@@ -335,6 +343,7 @@ class Trainer:
             "loss_ctc_nll_per_utt": sums[0].item() / n,
             "loss_ctc_nll_per_char": sums[1].item() / n,
             "seed_loss_last_iter": seed_last,
+            "seed_loss_epoch_mean": seed_mean,
             "skipped_steps": skipped, "lr": lr,
             # Gradient buckets' launch → completion, summed over the epoch (comm.py):
             # overlaps backward; None where a host clock cannot measure it.

@@ -18,7 +18,8 @@ def _tiny_raw() -> dict:
 
 def test_the_benchmarks_load():
     names = sorted(p.stem for p in BENCH.glob("*.yaml"))
-    assert names == ["cambricon_mlu370x8_16", "mlcommons_v05", "seed_cmp_gru2x256", "tiny"]
+    assert names == ["cambricon_mlu370x8_16", "mlcommons_v05", "seed_cmp_gru2x256",
+                     "seed_objective_lstm", "seed_objective_lstm_nll", "tiny"]
     for name in names:
         cfg = load_config(BENCH / f"{name}.yaml")
         assert isinstance(cfg, BenchmarkConfig)

@@ -59,8 +59,10 @@ def _writer(path: Path) -> Any:
 
 
 def config(bench: str = "tiny", seed: int = 1, cards: int = 1, target: float | None = 23.0,
-           loss: str = "ctc_nll", epochs: int = 12, hidden: int = 256) -> dict[str, Any]:
+           loss: str = "ctc_nll", epochs: int = 12, hidden: int = 256,
+           required_runs: int = 5) -> dict[str, Any]:
     return {"name": bench, "division": "open", "cards": cards,
+            "scoring": {"required_runs": required_runs},
             "model": {"rnn_type": "gru", "hidden": hidden, "layers": 3, "bidirectional": True},
             "data": {"corpus": "embedded", "root": "data/embedded"},
             "optim": {"name": "sgd", "lr": 5e-3, "momentum": 0.9, "nesterov": True,
