@@ -15,9 +15,9 @@ the trainer's order (`reference.train.trainer.Trainer._train_epoch`): collate (a
 already decoded, as with ``data.cache_audio``) → tempo cap and augmentation
 parameters → features on the device (gain + tempo) → `DeepSpeech2` forward →
 CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
-in the trainer, so not in the timed steps) →
-finite-loss check (one host sync) → backward → gradient-norm clip →
-optimizer step. Clocks are read after `reference.train.distributed.synchronize`;
+in the trainer, so not in the timed steps) → backward → gradient-norm clip →
+optimizer step (masked on the device when the loss or gradient is not
+finite; on CPU the host reads that flag, which is free there). Clocks are read after `reference.train.distributed.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.
 
 Batches: real audio from ``data/embedded`` when present — length-sorted

@@ -29,6 +29,7 @@ from reference.data.features import featurize
 from reference.model.kernels import stock_kernels
 from reference.labels import encode
 from reference.model.deepspeech2 import count_parameters
+from reference.train.step import POLL_EVERY_STEPS, StepFlags
 
 EVENTS_PER_EPOCH = 20  # MLPerf events the trainer's hooks write per epoch (~12 + spares)
 JSON_LINES_PER_EPOCH = 2  # metrics.jsonl: epoch + eval
@@ -149,9 +150,9 @@ class _FeaturizeOnly:
     def __call__(self, batch: Batch) -> torch.Tensor:
         tempo, gain = augment_params(self.aug, SEED, 2, batch.indices)
         with torch.no_grad():
-            feats, _ = featurize(batch.wave.to(self.dev), batch.lengths.to(self.dev), self.feat,
-                                 None if gain is None else gain.to(self.dev),
-                                 None if tempo is None else tempo.to(self.dev))
+            # Lengths, gain and tempo stay on the host, as in the trainer's step.
+            feats, _ = featurize(batch.on_device("wave", self.dev), batch.lengths, self.feat,
+                                 gain, tempo)
         return feats
 
 
@@ -182,11 +183,10 @@ def measure_logging(workdir: Path, device: torch.device, reps: int) -> dict[str,
             f.write(json.dumps(record) + "\n")
 
     t_json = per_call(json_line, max(50, reps // 4))
-    loss = torch.tensor(41.0, device=device)
+    flags = StepFlags(device)
 
-    def check(i: int) -> None:  # the trainer's per-step finite check (all-reduce is a no-op)
-        bad = (~torch.isfinite(loss)).to(torch.float32).reshape(1)
-        bad.item()
+    def check(i: int) -> None:  # the trainer's poll point: one read (the all-reduce is a no-op)
+        flags.poll()
 
     t_sync = per_call(check, reps)
     sink = io.StringIO()
@@ -205,8 +205,9 @@ def add_logging_per_step(lg: dict[str, Any], steps_per_epoch: int, log_every_ste
     lg["json_lines_per_epoch"] = JSON_LINES_PER_EPOCH
     lg["steps_per_epoch"] = steps_per_epoch
     lg["progress_print_every_steps"] = log_every_steps
+    lg["poll_every_steps"] = POLL_EVERY_STEPS  # the finite/stop flags' read, no longer per step
     lg["per_step_s"] = ((EVENTS_PER_EPOCH * lg["event_s"] + JSON_LINES_PER_EPOCH * lg["json_line_s"])
-                        / steps_per_epoch + lg["finite_check_sync_s"]
+                        / steps_per_epoch + lg["finite_check_sync_s"] / POLL_EVERY_STEPS
                         + lg["progress_print_s"] / log_every_steps)
     lg["tiny_step_s"] = step_time_s
     lg["fraction_of_step"] = lg["per_step_s"] / step_time_s

@@ -177,7 +177,7 @@ def table(result: dict[str, Any]) -> str:
     lg = result["logging"]
     lines.append(f"  logging: event {lg['event_s'] * 1e6:.0f} us, "
                  f"json line {lg['json_line_s'] * 1e6:.0f} us, "
-                 f"finite-check sync {lg['finite_check_sync_s'] * 1e6:.1f} us, per step "
+                 f"flag poll {lg['finite_check_sync_s'] * 1e6:.1f} us every {lg.get('poll_every_steps', 1)} steps, per step "
                  f"{lg['per_step_s'] * 1e6:.1f} us = {lg['fraction_of_step']:.4%} of tiny step")
     lines.append("")
     lines.append("  targets:")
