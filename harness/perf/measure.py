@@ -28,7 +28,7 @@ from reference.train.distributed import synchronize
 from reference.data.features import featurize
 from reference.model.kernels import stock_kernels
 from reference.labels import encode
-from reference.model.deepspeech2 import count_parameters
+from reference.model.deepspeech2 import count_parameters, output_frames
 from reference.train.step import POLL_EVERY_STEPS, StepFlags
 
 EVENTS_PER_EPOCH = 20  # MLPerf events the trainer's hooks write per epoch (~12 + spares)
@@ -67,6 +67,7 @@ def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item
         batch = to_batch(item_lists[k])  # collate inside the clock, as the trainer's loader
         frames = runner.step(batch, epoch)
         res.train_flops += batch_training_flops(frames.tolist(), runner.shape)
+        res.padded_steps += max(1, int(output_frames(int(frames.max()))))
         res.utterances += len(batch.indices)
         res.audio_s += float(batch.lengths.sum()) / feat.sample_rate
         if device.type == "cpu":  # free on CPU; on accelerators it would add syncs
@@ -84,6 +85,8 @@ def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item
     if parts:
         res.breakdown = {key: float(np.mean([p.get(key, 0.0) for p in parts])) for key in parts[0]}
     res.skipped = runner.skipped
+    if spec.count_syncs:  # after the clocks: the counter slows the step it watches
+        res.syncs = runner.count_syncs(to_batch(item_lists[-1]), epoch)
 
 
 # -------------------------------------------------------------------- pipeline

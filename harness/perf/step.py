@@ -38,6 +38,7 @@ class ModelSpec:
     breakdown_steps: int
     threads: int | None = None  # torch threads for this measurement; None: the run's
     stock: bool = False  # stock PyTorch kernels only (reference.model.kernels), for the A/B rows
+    count_syncs: bool = False  # one extra, instrumented step: the host-syncs-per-step row
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainMeasure:
     breakdown: dict[str, float] = field(default_factory=dict)
     skipped: int = 0
     load: float = float("nan")
+    padded_steps: int = 0  # sum of the timed batches' recurrence lengths (output frames)
+    syncs: dict = field(default_factory=dict)  # one instrumented step (harness/perf/syncs.py)
 
     @property
     def utt_s(self) -> float:
@@ -117,6 +120,31 @@ class StepRunner:
     @property
     def skipped(self) -> int:
         return self.flags.poll()[1]
+
+    def count_syncs(self, batch: Batch, epoch: int) -> dict:
+        """Host syncs of one step, by instrumentation: the accelerator path (update masked
+        on the device) and the CPU path (the host reads the finite flag); on CUDA also
+        what `torch.cuda.set_sync_debug_mode` reports for the same step."""
+        from harness.perf.syncs import (batch_host_tensors, count_syncs, cuda_sync_warnings,
+                                        optimizer_host_tensors)
+
+        self.model.train()
+        out: dict = {}
+        saved = self.host_decides
+        try:
+            for key, host_decides in (("device_path", False), ("host_path", True)):
+                self.host_decides = host_decides
+                cap = self.caps_of(batch)
+                host = batch_host_tensors(batch) + [cap] + optimizer_host_tensors(self.optimizer)
+                with count_syncs(host=host) as c:
+                    self._step(batch, epoch)
+                out[key] = c.total
+                out[key + "_sites"] = dict(c.sites)
+            self.host_decides = False
+            out["cuda_sync_debug_warnings"] = cuda_sync_warnings(lambda: self._step(batch, epoch))
+        finally:
+            self.host_decides = saved
+        return out
 
     def step_profiled(self, batch: Batch, epoch: int) -> dict[str, float]:
         """The same step, with timestamps at module boundaries (forward and backward).
