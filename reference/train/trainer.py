@@ -39,6 +39,7 @@ from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.splits import load_split, resolve_manifest, write_rejected
+from reference.train.warmup import longest_samples, warm_up
 from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
                                   max_tempo, prefetch, train_step, use_device_step_counts)
 
@@ -415,6 +416,25 @@ class Trainer:
         gathered = [e for part in self.dist.all_gather_object(errors) for e in part]
         return summarize(gathered)
 
+    def _warm_up(self) -> None:
+        """On an accelerator: one step at the longest batch, undone (reference/train/warmup.py).
+
+        Skipped on CPU, where there is no allocator growth or kernel selection to
+        take out of the timed region. Also right after a resume: the warm-up
+        restores every state it touches (RNG included).
+        """
+        dev, cfg = self.dist.device, self.cfg
+        if dev.type == "cpu" or not self.train.durations:
+            return
+        samples = longest_samples(max(self.train.durations.values()), cfg.features, cfg.augment)
+        seconds = warm_up(self.ddp, self.model, self.optimizer, batch_size=cfg.train.batch_per_card,
+                          samples=samples, feat=cfg.features, aug=cfg.augment, device=dev,
+                          clip_norm=cfg.optim.clip_norm, loss_kind=cfg.train.loss,
+                          autocast=self._autocast)
+        if self.dist.is_main:
+            print(f"[train] warm-up before run_start: one step at {samples} samples x "
+                  f"{cfg.train.batch_per_card}, {seconds:.1f} s (state restored)", file=sys.stderr)
+
     # ------------------------------------------------------------------- fit
     def _emit(self, record: dict[str, Any]) -> None:
         self.result.history.append(record)
@@ -427,6 +447,7 @@ class Trainer:
         target = cfg.train.target_wer
         t0 = time.perf_counter()
         try:
+            self._warm_up()  # before run_start, as MLPerf allows; results unchanged
             self.hooks.on_run_start()
             if not self.resume:
                 init = {"kind": "init", **self._init_loss()}
