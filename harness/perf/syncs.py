@@ -210,3 +210,62 @@ def cuda_sync_warnings(fn: Callable[[], Any]) -> int | None:
             cuda.set_sync_debug_mode(previous)
     cuda.synchronize()  # after the mode is reset: this wait is the caller's, not fn's
     return sum(1 for w in caught if "synchroniz" in str(w.message).lower())
+
+
+def device_step_check(device: torch.device, steps: int = 5, batch: int = 8,
+                      hidden: int = 2560, layers: int = 3) -> dict[str, Any]:
+    """For `make device-check`: the training step's syncs and throughput on `device`.
+
+    Builds the reference-size model (GRU `layers`×`hidden`, batch `batch`) on
+    synthetic 2 s utterances and reports: the instrumented count of one step
+    (`count_syncs`), on CUDA the `set_sync_debug_mode("warn")` count and
+    whether the step runs under ``"error"``, and utt/s of the masked-update
+    step beside the same step reading the finite flag on the host every step
+    (what the old step did: one sync per step). Runs on CPU too (small sizes
+    advisable there).
+    """
+    import time as _time
+
+    from harness.perf.sources import synthetic_items, to_batch
+    from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
+    from reference.model.deepspeech2 import DeepSpeech2
+    from reference.train.distributed import synchronize
+    from reference.train.optim import build_optimizer
+    from reference.train.step import train_step, use_device_step_counts
+
+    feat, aug = FeatureConfig(), AugmentConfig()
+    torch.manual_seed(0)
+    model = DeepSpeech2(ModelConfig("gru", hidden, layers, False), feat).to(device).train()
+    opt = build_optimizer(OptimConfig(), model.parameters(), batch)
+    use_device_step_counts(opt, device)
+    items = synthetic_items(batch * (steps + 1))
+    batches = [to_batch(items[k * batch:(k + 1) * batch]) for k in range(steps + 1)]
+
+    def step(b, host_decides: bool) -> None:
+        train_step(model, opt, b, feat=feat, aug=aug, seed=1, epoch=2, tempo_cap=None,
+                   device=device, clip_norm=400.0, host_decides=host_decides)
+
+    step(batches[0], False)  # warm-up
+    with count_syncs(host=batch_host_tensors(batches[0]) + optimizer_host_tensors(opt)) as c:
+        step(batches[0], False)
+    report: dict[str, Any] = {"device": str(device), "instrumented_syncs": c.total,
+                              "instrumented_sites": dict(c.sites),
+                              "cuda_sync_debug_warnings": cuda_sync_warnings(
+                                  lambda: step(batches[0], False))}
+    if device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            step(batches[0], False)
+            report["error_mode"] = "ok: no synchronising call in the step"
+        except RuntimeError as err:
+            report["error_mode"] = f"raised: {str(err).splitlines()[0]}"
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for key, host_decides in (("utt_s_masked_update", False), ("utt_s_host_reads_flag", True)):
+        synchronize(device)
+        t0 = _time.perf_counter()
+        for b in batches[1:]:
+            step(b, host_decides)
+        synchronize(device)
+        report[key] = steps * batch / (_time.perf_counter() - t0)
+    return report

@@ -86,3 +86,11 @@ def test_cuda_cross_check_is_none_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("CUDA present: exercised by make device-check")
     assert cuda_sync_warnings(lambda: None) is None
+
+
+def test_device_step_check_runs_on_cpu():
+    from harness.perf.syncs import device_step_check
+
+    rep = device_step_check(CPU, steps=1, batch=2, hidden=16, layers=1)
+    assert rep["instrumented_syncs"] == 0 and rep["cuda_sync_debug_warnings"] is None
+    assert rep["utt_s_masked_update"] > 0 and rep["utt_s_host_reads_flag"] > 0
