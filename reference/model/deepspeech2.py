@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
+from reference.model import packed
 from reference.model.conv import StridedConv2d
 from reference.model.gru import gru_directions, use_fast_gru
 from reference.data.features import num_bins, to_device
@@ -106,6 +107,10 @@ class _RNNLayer(nn.Module):
             if self.bwd is None:
                 return gru_directions([self.fwd], [x])[0]
             out, back = gru_directions([self.fwd, self.bwd], [x, valid.flip(x)])
+        elif self.bwd is not None and packed.use_packed(x, valid.lengths):
+            # Accelerators: both directions in one packed vendor call (reference/model/packed.py).
+            out, back = packed.packed_bidirectional(self.fwd, self.bwd, x, valid.lengths)
+            return out + back  # already in time order; padded frames are zero
         else:
             out = self.fwd(x)[0]
             if self.bwd is None:
