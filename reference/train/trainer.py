@@ -287,12 +287,13 @@ class Trainer:
         steps_total = start + len(batches)
         flags = StepFlags(dev)
         skipped_before = self.result.skipped_steps
+        zero = torch.zeros((), dtype=torch.float64, device=dev)
         for k, batch in enumerate(prefetch(self.train_loader.iterate(batches), dev), start=start):
             last_step = k == steps_total - 1
             # Poll points: the only host reads of the step loop's device state
             # (the stop request of any rank, the masked-step count).
             alone = not self.dist.distributed  # a lone rank's own flag is the decision
-            if k == start or (k - start) % POLL_EVERY_STEPS == 0 or (alone and self.stop_requested):
+            if (k - start) % POLL_EVERY_STEPS == 0 or (alone and self.stop_requested):
                 skipped = self._poll(flags, epoch, skipped_before)
                 if self.stop_requested or flags.stop_reason:
                     self.save(epoch, k)
@@ -311,7 +312,6 @@ class Trainer:
                              with_seed=last_step, autocast=self._autocast)
             # Masked sums: a skipped step adds nothing, decided on the device.
             flags.count(out.ok)
-            zero = torch.zeros((), dtype=torch.float64, device=dev)
             sum_utt += torch.where(out.ok, out.nll_utt.detach().to(torch.float64), zero)
             sum_char += torch.where(out.ok, out.nll_char.detach().to(torch.float64), zero)
             counted_d += out.ok.to(torch.float64)
@@ -420,8 +420,8 @@ class Trainer:
         """On an accelerator: one step at the longest batch, undone (reference/train/warmup.py).
 
         Skipped on CPU, where there is no allocator growth or kernel selection to
-        take out of the timed region. Also right after a resume: the warm-up
-        restores every state it touches (RNG included).
+        take out of the timed region. It also runs before a resumed run: it
+        restores every state it touches (RNG included), so the run is the same.
         """
         dev, cfg = self.dist.device, self.cfg
         if dev.type == "cpu" or not self.train.durations:
