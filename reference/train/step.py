@@ -102,6 +102,20 @@ def use_device_step_counts(optimizer: torch.optim.Optimizer, device: torch.devic
         optimizer.defaults["capturable"] = True
 
 
+def match_step_counts(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """`saved` (an optimizer state dict, e.g. from a checkpoint) with each group's
+    ``capturable`` set as in the live `optimizer`, so that `load_state_dict` puts
+    the step counts where `use_device_step_counts` wants them (a checkpoint from
+    a CPU run would otherwise switch it off again)."""
+    groups = []
+    for g, live in zip(saved.get("param_groups", []), optimizer.param_groups):
+        g = dict(g)
+        if "capturable" in g and "capturable" in live:
+            g["capturable"] = live["capturable"]
+        groups.append(g)
+    return {**saved, "param_groups": groups}
+
+
 def masked_step(optimizer: torch.optim.Optimizer, ok: torch.Tensor) -> None:
     """`optimizer.step()` whose effect is kept only where the device flag `ok` is true.
 

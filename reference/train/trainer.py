@@ -41,7 +41,8 @@ from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.splits import load_split, resolve_manifest, write_rejected
 from reference.train.warmup import longest_samples, warm_up
 from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
-                                  max_tempo, prefetch, train_step, use_device_step_counts)
+                                  match_step_counts, max_tempo, prefetch, train_step,
+                                  use_device_step_counts)
 
 WARMUP_STEPS = 3  # excluded from throughput: allocator, kernel selection, worker start-up
 
@@ -200,7 +201,7 @@ class Trainer:
             raise FileNotFoundError(f"{self.run_dir}/checkpoints: no valid checkpoint to resume from")
         path, state = found
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(match_step_counts(state["optimizer"], self.optimizer))
         ckpt.set_rng_state(state["rng"])
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]

@@ -145,3 +145,19 @@ def test_stop_request_is_polled():
     seen = []
     assert flags.poll(lambda t: (seen.append(t.clone()), t.mul_(2)), world_size=2) == (True, 0)
     assert seen[0].tolist() == [1, 0]
+
+
+def test_checkpointed_optimizer_keeps_the_live_step_count_placement():
+    from reference.train.step import match_step_counts
+
+    lin = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(lin.parameters())
+    lin(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    saved = opt.state_dict()  # as a CPU run's checkpoint holds it: capturable False
+    live = torch.optim.AdamW(lin.parameters())
+    live.param_groups[0]["capturable"] = True  # what use_device_step_counts sets on a device
+    fixed = match_step_counts(saved, live)
+    assert fixed["param_groups"][0]["capturable"] is True
+    assert saved["param_groups"][0]["capturable"] is False  # the checkpoint is not modified
+    assert fixed["state"] is saved["state"]
