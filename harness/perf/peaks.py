@@ -77,7 +77,8 @@ def _matmul_mode(device: torch.device, precision: str) -> Iterator[None]:
         m.allow_tf32 = before
 
 
-def model_gemm_shapes(model_cfg: Any, bins: int, batch: int, frames: int) -> list[tuple[str, int, int, int]]:
+def model_gemm_shapes(model_cfg: Any, bins: int, batch: int, frames: int
+                      ) -> list[tuple[str, int, int, int]]:
     """(name, m, k, n) of the model's main GEMMs for a batch of `frames`-frame utterances."""
     shape = ModelShape.of(model_cfg, bins)
     t1 = conv_out(frames, 11, 2)
