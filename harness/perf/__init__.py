@@ -15,9 +15,10 @@ the trainer's order (`reference.train.trainer.Trainer._train_epoch`): collate (a
 already decoded, as with ``data.cache_audio``) → tempo cap and augmentation
 parameters → features on the device (gain + tempo) → `DeepSpeech2` forward →
 CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
-in the trainer, so not in the timed steps) →
-finite-loss check (one host sync) → backward → gradient-norm clip →
-optimizer step. Clocks are read after `reference.train.distributed.synchronize`;
+in the trainer, so not in the timed steps) → backward → gradient-norm clip →
+optimizer step (masked on the device when the loss or gradient is not
+finite; on CPU the host reads that flag, which is free there). Clocks are read
+after `reference.train.distributed.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.
 
 Batches: real audio from ``data/embedded`` when present — length-sorted
@@ -27,12 +28,17 @@ deterministic noise waveforms of ~2 s with random feasible targets. The
 JSON says which (``data.source``).
 
 MFU = achieved model training FLOP/s (`harness.perf.flops`, useful frames only)
-÷ the best dense fp32 square matmul rate measured in the same run, on the
-same device and at the same thread count: the 1-thread row is divided by a
-matmul measured at 1 thread (``matmul.one_thread``), never by the
-all-threads peak. Each record carries the rate it used (``mfu_peak_gflops``).
+÷ the best GEMM rate at the precision the model runs (IEEE fp32 on CPU; TF32
+on CUDA with cuDNN's default; bf16/fp16 under autocast), taken over squares
+and the measured models' own GEMM shapes (`harness.perf.peaks`), in the same
+run, on the same device and at the same thread count: the 1-thread row is
+divided by rates measured at 1 thread (``matmul.one_thread``), never by the
+all-threads peak. Each record carries the rate it used (``mfu_peak_gflops``),
+the recurrence's memory-bandwidth bound beside it, and (tiny, reference) the
+instrumented host syncs of one step (`harness.perf.syncs`).
 
-Modules: `system` (cores, load, matmul rate), `sources` (batches), `step`
+Modules: `system` (cores, load, matmul rate), `peaks` (per-precision GEMM peaks,
+bandwidth bound), `syncs` (host-sync counter), `sources` (batches), `step`
 (one training step as the trainer takes it), `measure` (training, pipeline,
 logging), `report` (records, targets, table), `cli` (arguments, the run).
 """

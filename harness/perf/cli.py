@@ -26,11 +26,15 @@ from harness.perf.measure import (add_logging_per_step, measure_logging, measure
                                   measure_training)
 from harness.perf.report import SEED_TRAINER_THREADS, table, target_rows, train_record
 from harness.perf.sources import data_source
+from harness.perf.peaks import (copy_bandwidth_gbs, model_gemm_shapes, precision_peaks,
+                                precisions_to_measure, run_precision)
+from harness.perf.sources import TYPICAL_DURATION_S
 from harness.perf.step import ModelSpec, TrainMeasure
 from harness.perf.system import (LoadWatch, accelerator_name, available_cores, cpu_model,
                                  matmul_gflops, torch_threads)
 from reference.config import (BenchmarkConfig, FeatureConfig, ModelConfig, OptimConfig, load_config,
                               resolve_cards)
+from reference.data.features import num_bins, num_frames
 from reference.train.distributed import pick_device
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +69,7 @@ def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
     b = tiny_cfg.train.batch_per_card
     specs = [ModelSpec("tiny", "tiny: " + model_label(tiny_cfg.model) + f", b{b}", tiny_cfg.model,
                        b, tiny_cfg.optim,
-                       1 if quick else 3, small_steps, 1 if quick else 3)]
+                       1 if quick else 3, small_steps, 1 if quick else 3, count_syncs=True)]
     if not quick:
         seed_model = ModelConfig("gru", 256, 2, False)
         specs.append(ModelSpec("gru2x256_b8", "GRU 2x256 uni, b8", seed_model, 8,
@@ -73,7 +77,7 @@ def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
         specs.append(ModelSpec("gru2x256_b8_t1", "GRU 2x256 uni, b8 (seed cmp)", seed_model, 8,
                                OptimConfig(), 3, small_steps, 3, threads=SEED_TRAINER_THREADS))
         specs.append(ModelSpec("reference", "reference: GRU 3x2560 uni, b8", ModelConfig(), 8,
-                               OptimConfig(), 1, ref_steps, 1))
+                               OptimConfig(), 1, ref_steps, 1, count_syncs=True))
         # The same two models on the stock PyTorch kernels: the fast paths' gain,
         # measured in this run rather than remembered from another.
         specs.append(ModelSpec("tiny_stock", specs[0].label + " stock", tiny_cfg.model, b,
@@ -84,9 +88,11 @@ def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
 
 
 def _records(measures: list[TrainMeasure], peaks: dict[int, float], fallback: float,
-             feat: FeatureConfig, watch: LoadWatch) -> dict[str, dict[str, Any]]:
+             feat: FeatureConfig, watch: LoadWatch, bandwidth_gbs: float | None = None
+             ) -> dict[str, dict[str, Any]]:
     # Each row's MFU is against the matmul peak at its own thread count.
-    training = {m.spec.key: train_record(m, peaks.get(m.threads, fallback), feat) for m in measures}
+    training = {m.spec.key: train_record(m, peaks.get(m.threads, fallback), feat, bandwidth_gbs)
+                for m in measures}
     for key, rec in training.items():
         rec["other_processes_cpu_cores"] = watch.foreign.get(key)
     return training
@@ -125,17 +131,32 @@ def main(argv: list[str]) -> int:
         watch.mark(spec.key)
     mm_end = matmul_gflops(device, mm_n, mm_reps)
     watch.mark("matmul_end")
-    peak = max(mm_start["best_gflops"], mm_end["best_gflops"])
+    # The MFU denominator: the best rate at the precision the model runs, over the
+    # squares above and the measured models' own GEMM shapes (harness/perf/peaks.py).
+    precision = run_precision(device)
+    reps = 1 if args.quick else 3
+    by_precision = precision_peaks(device, _gemm_shapes(specs, feat), precisions_to_measure(device),
+                                   reps)
+    watch.mark("gemm_shapes")
+    square = max(mm_start["best_gflops"], mm_end["best_gflops"])  # fp32 as the device runs it
+    peak = max(by_precision[precision]["best_gflops"] or 0.0,
+               square if precision == "ieee" else 0.0)
     peaks = {threads: peak}
     if mm_one is not None:  # with --threads 1 both were measured at 1 thread: take the best
-        peaks[1] = max(peaks.get(1, 0.0), mm_one["best_gflops"])
+        with torch_threads(1):
+            one = precision_peaks(device, _gemm_shapes([s for s in specs if s.threads == 1], feat),
+                                  [precision], reps)
+        mm_one["shapes_best_gflops"] = one[precision]["best_gflops"]
+        peaks[1] = max(peaks.get(1, 0.0), mm_one["best_gflops"], mm_one["shapes_best_gflops"] or 0.0)
+    bandwidth = copy_bandwidth_gbs(device, 64 if args.quick else 256)
+    watch.mark("bandwidth")
     with tempfile.TemporaryDirectory(prefix="ds2perf-") as tmp:
         tiny_b = tiny_cfg.train.batch_per_card
         pipe = measure_pipeline(source, feat, aug, tiny_b, 2 if args.quick else 12, device, Path(tmp))
         watch.mark("pipeline")
         lg = measure_logging(Path(tmp), device, 200 if args.quick else 2000)
         watch.mark("logging")
-    training = _records(measures, peaks, peak, feat, watch)
+    training = _records(measures, peaks, peak, feat, watch, bandwidth)
     tiny = training["tiny"]
     pipe["training_utt_s"] = tiny["throughput_utt_s"]
     pipe["ratio_to_training"] = pipe["utt_s"] / tiny["throughput_utt_s"]
@@ -150,8 +171,10 @@ def main(argv: list[str]) -> int:
         "flops_convention": "2 FLOPs per multiply-add; conv + RNN (gates*H*(I+H)) + head; "
                             "training = 2*conv1 + 3*(conv2+rnn+head) (backward = 2x forward, "
                             "no input gradient for conv1); useful frames only (no padding)",
-        "matmul": {"n": mm_n, "best_gflops": peak, "start": mm_start, "end": mm_end,
-                   "one_thread": mm_one},
+        "matmul": {"n": mm_n, "best_gflops": peak, "precision": precision,
+                   "square_fp32_gflops": square, "start": mm_start, "end": mm_end,
+                   "one_thread": mm_one, "by_precision": by_precision},
+        "memory_bandwidth_gbs": bandwidth,
         "training": training,
         "pipeline": pipe,
         "logging": lg,
@@ -166,6 +189,20 @@ def main(argv: list[str]) -> int:
     print(table(result))
     print(f"  json: {out}")
     return 0
+
+
+def _gemm_shapes(specs: list[ModelSpec], feat: FeatureConfig) -> list[tuple[str, int, int, int]]:
+    """Squares plus each measured model's GEMMs at its batch, for typical utterances."""
+    frames = num_frames(int(TYPICAL_DURATION_S * feat.sample_rate), feat)
+    shapes = [("square 1024", 1024, 1024, 1024), ("square 2048", 2048, 2048, 2048)]
+    seen = set()
+    for s in specs:
+        key = (s.model.rnn_type, s.model.hidden, s.model.conv_channels, s.model.layers, s.batch)
+        if s.stock or key in seen:
+            continue
+        seen.add(key)
+        shapes += model_gemm_shapes(s.model, num_bins(feat), s.batch, frames)
+    return shapes
 
 
 def _one_thread_matmul(specs: list[ModelSpec], device: torch.device, n: int, reps: int,

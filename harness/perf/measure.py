@@ -28,7 +28,8 @@ from reference.train.distributed import synchronize
 from reference.data.features import featurize
 from reference.model.kernels import stock_kernels
 from reference.labels import encode
-from reference.model.deepspeech2 import count_parameters
+from reference.model.deepspeech2 import count_parameters, output_frames
+from reference.train.step import POLL_EVERY_STEPS, StepFlags
 
 EVENTS_PER_EPOCH = 20  # MLPerf events the trainer's hooks write per epoch (~12 + spares)
 JSON_LINES_PER_EPOCH = 2  # metrics.jsonl: epoch + eval
@@ -66,6 +67,7 @@ def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item
         batch = to_batch(item_lists[k])  # collate inside the clock, as the trainer's loader
         frames = runner.step(batch, epoch)
         res.train_flops += batch_training_flops(frames.tolist(), runner.shape)
+        res.padded_steps += max(1, int(output_frames(int(frames.max()))))
         res.utterances += len(batch.indices)
         res.audio_s += float(batch.lengths.sum()) / feat.sample_rate
         if device.type == "cpu":  # free on CPU; on accelerators it would add syncs
@@ -83,6 +85,8 @@ def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item
     if parts:
         res.breakdown = {key: float(np.mean([p.get(key, 0.0) for p in parts])) for key in parts[0]}
     res.skipped = runner.skipped
+    if spec.count_syncs:  # after the clocks: the counter slows the step it watches
+        res.syncs = runner.count_syncs(to_batch(item_lists[-1]), epoch)
 
 
 # -------------------------------------------------------------------- pipeline
@@ -149,9 +153,9 @@ class _FeaturizeOnly:
     def __call__(self, batch: Batch) -> torch.Tensor:
         tempo, gain = augment_params(self.aug, SEED, 2, batch.indices)
         with torch.no_grad():
-            feats, _ = featurize(batch.wave.to(self.dev), batch.lengths.to(self.dev), self.feat,
-                                 None if gain is None else gain.to(self.dev),
-                                 None if tempo is None else tempo.to(self.dev))
+            # Lengths, gain and tempo stay on the host, as in the trainer's step.
+            feats, _ = featurize(batch.on_device("wave", self.dev), batch.lengths, self.feat,
+                                 gain, tempo)
         return feats
 
 
@@ -182,11 +186,10 @@ def measure_logging(workdir: Path, device: torch.device, reps: int) -> dict[str,
             f.write(json.dumps(record) + "\n")
 
     t_json = per_call(json_line, max(50, reps // 4))
-    loss = torch.tensor(41.0, device=device)
+    flags = StepFlags(device)
 
-    def check(i: int) -> None:  # the trainer's per-step finite check (all-reduce is a no-op)
-        bad = (~torch.isfinite(loss)).to(torch.float32).reshape(1)
-        bad.item()
+    def check(i: int) -> None:  # the trainer's poll point: one read (the all-reduce is a no-op)
+        flags.poll()
 
     t_sync = per_call(check, reps)
     sink = io.StringIO()
@@ -205,8 +208,9 @@ def add_logging_per_step(lg: dict[str, Any], steps_per_epoch: int, log_every_ste
     lg["json_lines_per_epoch"] = JSON_LINES_PER_EPOCH
     lg["steps_per_epoch"] = steps_per_epoch
     lg["progress_print_every_steps"] = log_every_steps
+    lg["poll_every_steps"] = POLL_EVERY_STEPS  # the finite/stop flags' read, no longer per step
     lg["per_step_s"] = ((EVENTS_PER_EPOCH * lg["event_s"] + JSON_LINES_PER_EPOCH * lg["json_line_s"])
-                        / steps_per_epoch + lg["finite_check_sync_s"]
+                        / steps_per_epoch + lg["finite_check_sync_s"] / POLL_EVERY_STEPS
                         + lg["progress_print_s"] / log_every_steps)
     lg["tiny_step_s"] = step_time_s
     lg["fraction_of_step"] = lg["per_step_s"] / step_time_s

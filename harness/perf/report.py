@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.perf.flops import ModelShape, utterance_flops
+from harness.perf.peaks import recurrence_bound_s, recurrent_weight_bytes
 from harness.perf.sources import TYPICAL_DURATION_S
 from harness.perf.step import TrainMeasure
 from reference.config import FeatureConfig
@@ -26,15 +27,18 @@ SPEEDUP_TARGET = 3.0
 MFU_TARGET = 0.60
 PIPELINE_TARGET = 10.0
 LOGGING_TARGET = 0.01
+SYNC_TARGET = 1  # host syncs per training step outside log/poll points (issue #13)
 
 
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "n/a" if x is None or x != x else format(x, spec)
 
 
-def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig) -> dict[str, Any]:
+def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig,
+                 bandwidth_gbs: float | None = None) -> dict[str, Any]:
     """JSON record of one training measurement; MFU against `peak_gflops`, which must
-    be a matmul rate measured at the same thread count (``m.threads``)."""
+    be a matmul rate measured at the same thread count (``m.threads``) and at the
+    precision the model runs; with `bandwidth_gbs`, the recurrence's bandwidth bound."""
     s = m.spec
     shape = ModelShape.of(s.model, num_bins(feat))
     per_utt = m.train_flops / m.utterances if m.utterances else float("nan")
@@ -53,7 +57,21 @@ def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig) -> di
         # whether a throughput target is reachable at all on this hardware.
         "ceiling_utt_s": peak_gflops * 1e9 / per_utt if per_utt == per_utt and per_utt > 0 else None,
         "breakdown_s": m.breakdown, "skipped_steps": m.skipped, "load": m.load,
+        "host_syncs": m.syncs or None,
+        **_recurrence(m, bandwidth_gbs),
     }
+
+
+def _recurrence(m: TrainMeasure, bandwidth_gbs: float | None) -> dict[str, Any]:
+    """The recurrence's memory-bandwidth bound beside MFU (harness/perf/peaks.py)."""
+    if not bandwidth_gbs or not m.padded_steps or m.time_s <= 0:
+        return {"recurrent_weight_mb": None, "recurrence_bound_s": None, "bandwidth_ceiling_utt_s": None}
+    bound = recurrence_bound_s(m.spec.model, m.padded_steps, bandwidth_gbs)
+    return {"recurrent_weight_mb": recurrent_weight_bytes(m.spec.model) / 1e6,
+            "recurrence_bound_s": bound,
+            # utt/s if the step did nothing but stream the recurrent weights at the copy rate
+            "bandwidth_ceiling_utt_s": m.utterances / bound if bound > 0 else None,
+            "recurrence_bound_fraction_of_step": bound / m.time_s}
 
 
 def _seed_rows(tr: dict[str, Any]) -> list[dict[str, Any]]:
@@ -111,6 +129,17 @@ def target_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                  "measured": ref["mfu"] if ref else None,
                  "met": (ref["mfu"] >= MFU_TARGET) if ref else None,
                  "note": "" if ref else "not measured (--quick)"})
+    for key in ("tiny", "reference"):
+        sy = (tr.get(key) or {}).get("host_syncs")
+        if sy:
+            cuda = sy.get("cuda_sync_debug_warnings")
+            rows.append({"target": f"{key}: host syncs per training step <= {SYNC_TARGET}",
+                         "measured": float(sy["device_path"]), "met": sy["device_path"] <= SYNC_TARGET,
+                         "note": f"instrumented, accelerator path; CPU path {sy['host_path']} "
+                                 f"(free on CPU)" + (f"; CUDA sync-debug warnings {cuda}"
+                                                     if cuda is not None else "")
+                                 + (f"; at {', '.join(sy['device_path_sites'])}"
+                                    if sy.get("device_path_sites") else "")})
     p = result["pipeline"]
     rows.append({"target": f"pipeline / training >= {PIPELINE_TARGET:g}x",
                  "measured": p["ratio_to_training"], "met": p["ratio_to_training"] >= PIPELINE_TARGET,
@@ -147,6 +176,9 @@ def _header(result: dict[str, Any]) -> list[str]:
     lines.append(f"  dense fp32 matmul {mm['n']}^3: best {mm['best_gflops']:.1f} GFLOP/s "
                  f"(start {mm['start']['best_gflops']:.1f}, end {mm['end']['best_gflops']:.1f})"
                  + (f"; 1 thread {one['best_gflops']:.1f} GFLOP/s" if one else ""))
+    for prec, rec in (mm.get("by_precision") or {}).items():
+        lines.append(f"  best GEMM {prec}: {_fmt(rec['best_gflops'])} GFLOP/s ({rec['best_shape']})"
+                     + ("  <- MFU denominator" if prec == mm.get("precision") else ""))
     return lines
 
 
@@ -154,14 +186,22 @@ def table(result: dict[str, Any]) -> str:
     lines = _header(result)
     lines.append("")
     lines.append(f"  {'model':<32}{'thr':>4}{'utt/s':>8}{'step s':>8}{'GFLOP/utt':>10}{'GFLOP/s':>9}"
-                 f"{'MFU':>7}{'ceiling':>8}{'load':>6}{'other':>6}")
+                 f"{'MFU':>7}{'ceiling':>8}{'bw-bound':>9}{'load':>6}{'other':>6}")
     for r in result["training"].values():
         lines.append(f"  {r['label']:<32}{r['threads']:>4}{r['throughput_utt_s']:>8.2f}"
                      f"{r['step_time_s']:>8.3f}{r['train_gflop_per_utt']:>10.2f}"
                      f"{r['achieved_gflops']:>9.1f}{r['mfu']:>7.1%}"
-                     f"{_fmt(r.get('ceiling_utt_s')):>8}{r['load']:>6.2f}"
-                     f"{_fmt(r['other_processes_cpu_cores'], '.2f'):>6}")
-    lines.append("  (ceiling: utt/s at 100% MFU of the measured matmul rate, same thread count)")
+                     f"{_fmt(r.get('ceiling_utt_s')):>8}{_fmt(r.get('bandwidth_ceiling_utt_s')):>9}"
+                     f"{r['load']:>6.2f}{_fmt(r['other_processes_cpu_cores'], '.2f'):>6}")
+    mm = result["matmul"]
+    lines.append(f"  (ceiling: utt/s at 100% MFU of the best {mm.get('precision', 'ieee')} GEMM rate "
+                 f"over squares and the models' own shapes, same thread count; bw-bound: utt/s if a "
+                 f"step only streamed the recurrent weights, fwd+bwd, at the copy rate "
+                 f"{_fmt(result.get('memory_bandwidth_gbs'))} GB/s)")
+    for r in result["training"].values():
+        if r.get("mfu", 0) > 1.0:
+            lines.append(f"  ** {r['key']}: MFU > 100%: the peak is under-measured, or a kernel "
+                         "does fewer FLOPs than the dense count (e.g. Winograd convolution) **")
     for r in result["training"].values():
         bd = r.get("breakdown_s") or {}
         if bd:
@@ -177,7 +217,7 @@ def table(result: dict[str, Any]) -> str:
     lg = result["logging"]
     lines.append(f"  logging: event {lg['event_s'] * 1e6:.0f} us, "
                  f"json line {lg['json_line_s'] * 1e6:.0f} us, "
-                 f"finite-check sync {lg['finite_check_sync_s'] * 1e6:.1f} us, per step "
+                 f"flag poll {lg['finite_check_sync_s'] * 1e6:.1f} us every {lg.get('poll_every_steps', 1)} steps, per step "
                  f"{lg['per_step_s'] * 1e6:.1f} us = {lg['fraction_of_step']:.4%} of tiny step")
     lines.append("")
     lines.append("  targets:")

@@ -1,9 +1,10 @@
 """One training step exactly as the trainer takes it, plus a profiled variant.
 
-`StepRunner.step` follows `reference.train.trainer.Trainer._train_epoch` step for
-step (augmentation → featurize → forward → CTC losses → finite check →
-backward → clip → optimizer) so the throughput measured is the trainer's, not
-a simplified loop's. `step_profiled` splits one such step into phases with
+`StepRunner.step` calls the trainer's own step, `reference.train.step.train_step`
+(augmentation → featurize → forward → CTC losses → backward → clip →
+optimizer update, masked on the device when not finite), with the trainer's
+per-step bookkeeping, so the throughput measured is the trainer's, not a
+simplified loop's. `step_profiled` splits one such step into phases with
 module hooks, for the "where the time goes" line of the report.
 """
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from torch import nn
 
 from harness.perf.flops import ModelShape
 from harness.perf.system import SEED
@@ -23,7 +23,7 @@ from reference.train.distributed import synchronize
 from reference.data.features import num_bins
 from reference.model.deepspeech2 import DeepSpeech2
 from reference.train.optim import build_optimizer
-from reference.train.step import batch_losses, device_features, max_tempo
+from reference.train.step import StepFlags, max_tempo, train_step, use_device_step_counts
 
 
 @dataclass
@@ -38,6 +38,7 @@ class ModelSpec:
     breakdown_steps: int
     threads: int | None = None  # torch threads for this measurement; None: the run's
     stock: bool = False  # stock PyTorch kernels only (reference.model.kernels), for the A/B rows
+    count_syncs: bool = False  # one extra, instrumented step: the host-syncs-per-step row
 
 
 @dataclass
@@ -54,6 +55,8 @@ class TrainMeasure:
     breakdown: dict[str, float] = field(default_factory=dict)
     skipped: int = 0
     load: float = float("nan")
+    padded_steps: int = 0  # sum of the timed batches' recurrence lengths (output frames)
+    syncs: dict = field(default_factory=dict)  # one instrumented step (harness/perf/syncs.py)
 
     @property
     def utt_s(self) -> float:
@@ -78,11 +81,15 @@ class StepRunner:
         self.model = DeepSpeech2(spec.model, feat).to(device)
         self.optimizer = build_optimizer(spec.optim, self.model.parameters(), spec.batch)
         self.shape = ModelShape.of(spec.model, num_bins(feat))
-        self.skipped = 0
+        self.flags = StepFlags(device)
+        # The trainer's choice: the host reads the finite flag on CPU (free), the
+        # update is masked on the device elsewhere (reference.train.step.train_step).
+        self.host_decides: bool | None = None
+        use_device_step_counts(self.optimizer, device)
         self.caps: dict[int, float] = {}  # utterance index → max_tempo
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
 
-    def features(self, batch: Batch, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def caps_of(self, batch: Batch) -> torch.Tensor:
         # Each utterance's tempo cap: the trainer computes it once in setup, so it is
         # memoised here (computed at an utterance's first step, warm-up included).
         missing = [k for k, i in enumerate(batch.indices) if i not in self.caps]
@@ -92,43 +99,52 @@ class StepRunner:
                 target = batch.targets[offsets[k]:offsets[k] + int(batch.target_lengths[k])]
                 self.caps[batch.indices[k]] = max_tempo(int(batch.lengths[k]), target.tolist(),
                                                         self.feat)
-        cap = torch.tensor([self.caps[i] for i in batch.indices], dtype=torch.float32)
-        return device_features(batch, self.feat, self.aug, SEED, epoch, cap, self.dev)
+        return torch.tensor([self.caps[i] for i in batch.indices], dtype=torch.float32)
 
-    def _losses(self, logits: torch.Tensor, out_lens: torch.Tensor, batch: Batch
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _step(self, batch: Batch, epoch: int, mark: Callable[[str], None] | None = None
+              ) -> torch.Tensor:
         # As the trainer's hot loop: no seed-loss pass (it computes that at an epoch's end).
-        return batch_losses(logits, out_lens, batch, self.dev, with_seed=False)
-
-    def _finish(self, nll_utt: torch.Tensor, marks: Callable[[str], None] | None = None) -> bool:
-        bad = (~torch.isfinite(nll_utt)).to(torch.float32).reshape(1)
-        if bad.item() > 0:  # the trainer's per-step host sync
-            self.skipped += 1
-            self.optimizer.zero_grad(set_to_none=True)
-            return False
-        if marks:
-            marks("check")
-        self.optimizer.zero_grad(set_to_none=True)
-        nll_utt.backward()
-        if marks:
-            marks("backward")
-        self.loss_sum += nll_utt.detach().to(torch.float64)  # the trainer's epoch sums
-        nn.utils.clip_grad_norm_(self.model.parameters(), 400.0)
-        if marks:
-            marks("clip")
-        self.optimizer.step()
-        if marks:
-            marks("optimizer")
-        return True
+        out = train_step(self.model, self.optimizer, batch, feat=self.feat, aug=self.aug,
+                         seed=SEED, epoch=epoch, tempo_cap=self.caps_of(batch), device=self.dev,
+                         clip_norm=400.0, host_decides=self.host_decides, mark=mark)
+        self.flags.count(out.ok)
+        zero = torch.zeros((), dtype=torch.float64, device=self.dev)
+        self.loss_sum += torch.where(out.ok, out.nll_utt.detach().to(torch.float64), zero)
+        return out.frames
 
     def step(self, batch: Batch, epoch: int) -> torch.Tensor:
         """One training step; returns the frames per utterance (host) for the FLOP count."""
         self.model.train()
-        feats, frames = self.features(batch, epoch)
-        logits, out_lens = self.model(feats, frames)
-        nll_utt, _, _ = self._losses(logits, out_lens, batch)
-        self._finish(nll_utt)
-        return frames
+        return self._step(batch, epoch)
+
+    @property
+    def skipped(self) -> int:
+        return self.flags.poll()[1]
+
+    def count_syncs(self, batch: Batch, epoch: int) -> dict:
+        """Host syncs of one step, by instrumentation: the accelerator path (update masked
+        on the device) and the CPU path (the host reads the finite flag); on CUDA also
+        what `torch.cuda.set_sync_debug_mode` reports for the same step."""
+        from harness.perf.syncs import (batch_host_tensors, count_syncs, cuda_sync_warnings,
+                                        optimizer_host_tensors)
+
+        self.model.train()
+        out: dict = {}
+        saved = self.host_decides
+        try:
+            for key, host_decides in (("device_path", False), ("host_path", True)):
+                self.host_decides = host_decides
+                cap = self.caps_of(batch)
+                host = batch_host_tensors(batch) + [cap] + optimizer_host_tensors(self.optimizer)
+                with count_syncs(host=host) as c:
+                    self._step(batch, epoch)
+                out[key] = c.total
+                out[key + "_sites"] = dict(c.sites)
+            self.host_decides = False
+            out["cuda_sync_debug_warnings"] = cuda_sync_warnings(lambda: self._step(batch, epoch))
+        finally:
+            self.host_decides = saved
+        return out
 
     def step_profiled(self, batch: Batch, epoch: int) -> dict[str, float]:
         """The same step, with timestamps at module boundaries (forward and backward).
@@ -163,21 +179,19 @@ class StepRunner:
                        rnns[len(rnns) - 1].register_forward_hook(at_end("rnn_fwd", "head_bwd"))]
         except (AttributeError, IndexError, TypeError):
             return {}
+        def loss_end(_mod, _inp, out) -> None:  # the CTC input's gradient: loss backward done
+            if out.requires_grad:
+                out.register_hook(lambda _g: mark("loss_bwd"))
+
+        handles.append(m.fc.register_forward_hook(loss_end))
         try:
             mark("start")
-            feats, frames = self.features(batch, epoch)
-            mark("featurize")
-            logits, out_lens = m(feats, frames)
-            mark("head_fwd")
-            logits.register_hook(lambda _g: mark("loss_bwd"))
-            nll_utt, _, _ = self._losses(logits, out_lens, batch)
-            mark("loss_fwd")
-            self._finish(nll_utt, mark)
+            self._step(batch, epoch, mark)
         finally:
             for h in handles:
                 h.remove()
         order = ["start", "featurize", "conv1_fwd", "conv2_fwd", "rnn_fwd", "head_fwd",
-                 "loss_fwd", "check", "loss_bwd", "head_bwd", "rnn_bwd", "conv2_bwd",
+                 "loss_fwd", "loss_bwd", "head_bwd", "rnn_bwd", "conv2_bwd",
                  "backward", "clip", "optimizer"]
         out, prev = {}, t["start"]
         for name in order[1:]:

@@ -66,15 +66,15 @@ def frame_counts(lengths: torch.Tensor, cfg: FeatureConfig, tempo: torch.Tensor 
                        min=1)
 
 
-def _time_stretch(mag: torch.Tensor, frames: torch.Tensor, tempo: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def _time_stretch(mag: torch.Tensor, frames: torch.Tensor, tempo: torch.Tensor,
+                  new_frames: torch.Tensor, t_out: int) -> torch.Tensor:
     """Pitch-preserving tempo change of magnitude spectrograms (linear frame interpolation).
 
     Output frame j of an utterance samples input position j × tempo, so a tempo
     of 1.15 shortens it by 15 %, as `sox tempo 1.15` does to the audio.
+    `new_frames` (device) and `t_out` (their maximum, a host int) come from
+    `frame_counts` on the host, so nothing is read back from the device.
     """
-    new_frames = torch.clamp(torch.floor(frames.to(torch.float32) / tempo).to(torch.long), min=1)
-    t_out = int(new_frames.max())
     j = torch.arange(t_out, device=mag.device, dtype=torch.float32).unsqueeze(0)
     pos = j * tempo.unsqueeze(1)  # (B, T')
     hi_lim = (frames - 1).unsqueeze(1).to(torch.float32)
@@ -85,7 +85,16 @@ def _time_stretch(mag: torch.Tensor, frames: torch.Tensor, tempo: torch.Tensor
     f = mag.shape[1]
     g_lo = torch.gather(mag, 2, lo.unsqueeze(1).expand(-1, f, -1))
     g_hi = torch.gather(mag, 2, hi.unsqueeze(1).expand(-1, f, -1))
-    return g_lo * (1 - w) + g_hi * w, new_frames
+    return g_lo * (1 - w) + g_hi * w
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device` without stalling the host: a no-op on the same device; from an
+    accelerator's pinned host memory with `non_blocking=True` otherwise (a copy
+    from pageable memory would wait for the device)."""
+    if t.device.type == "cpu" and device.type != "cpu" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)  # the tensor itself when already there
 
 
 def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
@@ -94,26 +103,36 @@ def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
     """Padded waveforms (B, S) + sample counts (B,) → features (B, 1, F, T) and frames (B,).
 
     `gain_db` and `tempo` (per utterance, or None) are the augmentation.
-    Padded frames are exactly zero.
+    Padded frames are exactly zero. The features are computed on `wave`'s
+    device; `lengths` and `tempo` should be host tensors: the frame counts
+    and the padded length are then computed on the host (the same float32
+    arithmetic) and only copied to the device, so featurizing never waits for
+    the device. The returned frames are on `lengths`' device.
     """
     n_fft, hop = stft_params(cfg)
+    dev = wave.device
     wave = wave.to(torch.float32)
     if gain_db is not None:
-        wave = wave * torch.pow(10.0, gain_db.to(wave) / 20.0).unsqueeze(1)
-    padded = _reflect_pad_batch(wave, lengths, n_fft // 2)
+        wave = wave * torch.pow(10.0, to_device(gain_db, dev).to(wave) / 20.0).unsqueeze(1)
+    lengths_d = to_device(lengths, dev)
+    padded = _reflect_pad_batch(wave, lengths_d, n_fft // 2)
     spec = torch.stft(padded, n_fft=n_fft, hop_length=hop, win_length=n_fft,
-                      window=_window(cfg, n_fft, wave.device), center=False,
+                      window=_window(cfg, n_fft, dev), center=False,
                       return_complex=True)
     mag = spec.abs()  # (B, F, T)
-    frames = num_frames(lengths, cfg)
-    t_max = int(frames.max())
+    frames = num_frames(lengths, cfg)  # where `lengths` is: the host, normally
+    t_max = int(frames.max())  # free on the host (a sync only if given device lengths)
     mag = mag[:, :, :t_max]
     if tempo is not None:
-        mag, frames = _time_stretch(mag, frames, tempo.to(mag))
-        t_max = int(frames.max())
+        stretched = frame_counts(lengths, cfg, tempo)
+        t_out = int(stretched.max())
+        mag = _time_stretch(mag, to_device(frames, dev), to_device(tempo, dev).to(mag),
+                            to_device(stretched, dev), t_out)
+        frames, t_max = stretched, t_out
+    frames_d = to_device(frames, dev)
     logm = torch.log1p(mag)
-    mask = (torch.arange(t_max, device=wave.device).unsqueeze(0) < frames.unsqueeze(1)).unsqueeze(1)
-    count = (frames * logm.shape[1]).to(torch.float32)
+    mask = (torch.arange(t_max, device=dev).unsqueeze(0) < frames_d.unsqueeze(1)).unsqueeze(1)
+    count = (frames_d * logm.shape[1]).to(torch.float32)
     logm = logm * mask
     mean = logm.sum(dim=(1, 2)) / count
     centred = (logm - mean.view(-1, 1, 1)) * mask

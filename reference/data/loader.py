@@ -8,7 +8,7 @@ waveforms plus sample counts; features are computed later, on the device.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,22 +16,52 @@ from torch.utils.data import DataLoader, Dataset
 
 from reference.data.audio import AudioError, load_audio
 from reference.config import DataConfig, FeatureConfig
+from reference.data.features import to_device
 from reference.data.manifest import Utterance
+
+
+# The batch tensors a training step reads on the device; the others (lengths)
+# are read on the host, where they are free.
+DEVICE_FIELDS = ("wave", "targets", "target_lengths")
 
 
 @dataclass
 class Batch:
-    """A collated batch; `indices` refer to the manifest's utterance list."""
+    """A collated batch; `indices` refer to the manifest's utterance list.
+
+    Its tensors live on the host. `pin_memory()` (which the DataLoader calls
+    when `pin_memory=True`) page-locks them, so that copies to an accelerator
+    can run without stalling the host; `copy_to` starts those copies and
+    `on_device` returns them (or the host tensor itself on CPU).
+    """
 
     wave: torch.Tensor  # (B, S) float32, zero padded
     lengths: torch.Tensor  # (B,) samples
     targets: torch.Tensor  # concatenated label ids
     target_lengths: torch.Tensor  # (B,)
     indices: list[int]
+    device_tensors: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
-    def pin(self) -> "Batch":
-        self.wave = self.wave.pin_memory()
-        return self
+    def pin_memory(self) -> "Batch":
+        """The DataLoader's pinning protocol: a Batch whose tensors are page-locked."""
+        return Batch(self.wave.pin_memory(), self.lengths.pin_memory(),
+                     self.targets.pin_memory(), self.target_lengths.pin_memory(),
+                     list(self.indices))
+
+    def copy_to(self, device: torch.device) -> None:
+        """Start the non-blocking copies of `DEVICE_FIELDS` to `device` (no-op on CPU)."""
+        if device.type == "cpu":
+            return
+        for name in DEVICE_FIELDS:
+            if name not in self.device_tensors:
+                self.device_tensors[name] = to_device(getattr(self, name), device)
+
+    def on_device(self, name: str, device: torch.device) -> torch.Tensor:
+        """Field `name` on `device`: the prefetched copy, else a copy started now."""
+        t = self.device_tensors.get(name)
+        if t is not None and t.device == device:
+            return t
+        return to_device(getattr(self, name), device)
 
 
 class UtteranceSet(Dataset):

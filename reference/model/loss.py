@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from reference.data.features import to_device
 from reference.labels import BLANK_ID
 
 
@@ -36,11 +37,18 @@ def ctc_losses(logits: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tens
 
 def seed_loss(logits: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor,
               target_lens: torch.Tensor) -> torch.Tensor:
-    """The seed trainer's loss: CTCLoss(mean) on raw logits, divided by the batch size."""
+    """The seed trainer's loss: CTCLoss(mean) on raw logits, divided by the batch size.
+
+    The mean is written out as `F.ctc_loss(reduction="mean")` computes it (each
+    loss divided by its target length clamped at 1, then the batch mean; the
+    same operations, so the same bits), because the built-in one builds its
+    divisor on the device from host lengths with a blocking copy.
+    """
     batch = logits.shape[1]
-    raw = F.ctc_loss(logits.float(), targets, out_lens, target_lens, blank=BLANK_ID,
-                     reduction="mean", zero_infinity=False)
-    return raw / batch
+    per_utt = F.ctc_loss(logits.float(), targets, out_lens, target_lens, blank=BLANK_ID,
+                         reduction="none", zero_infinity=False)
+    divisor = to_device(target_lens, per_utt.device).to(per_utt.dtype)
+    return (per_utt / divisor.clamp_min(1)).mean() / batch
 
 
 def training_loss(kind: str, logits: torch.Tensor, out_lens: torch.Tensor,

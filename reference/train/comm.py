@@ -7,10 +7,11 @@ time from launch to completion. Their sum per epoch is logged as
 ``allreduce_time(s)``: it overlaps backward and includes waiting for the
 slowest rank, so it is an upper bound of the time communication adds.
 
-Only measured where a future's completion means the data has arrived (gloo on
+Only installed where a future's completion means the data has arrived (gloo on
 CPU). With NCCL/CNCL the future completes when the collective is queued on a
-device stream, so a host clock would measure the launch, not the transfer: there
-the value stays ``None`` rather than a wrong number.
+device stream, so a host clock would measure the launch, not the transfer, and
+a Python hook would cost time on every bucket: there no hook is installed and
+the value is ``None`` rather than a wrong number.
 """
 # No `from __future__ import annotations`: DDP compares the hook's annotations
 # with the real classes (a string annotation is rejected).
@@ -58,8 +59,16 @@ def timed_allreduce_hook(state: AllReduceTimer, bucket: dist.GradBucket
 
 
 def install(ddp: torch.nn.parallel.DistributedDataParallel, device: torch.device,
-            world_size: int) -> AllReduceTimer:
-    """Register the timed hook on `ddp`; timing is real only on CPU (gloo)."""
-    timer = AllReduceTimer(world_size, measured=device.type == "cpu")
+            world_size: int, backend: str | None = None) -> AllReduceTimer | None:
+    """Register the timed hook on `ddp` on gloo only; None elsewhere.
+
+    On NCCL/CNCL a Python hook would only add its own overhead to every bucket
+    and measure the launch, so DDP keeps its built-in C++ all-reduce there and
+    the epoch's ``allreduce_time(s)`` is null (a device-event measurement is a
+    possible extension, not done).
+    """
+    if (backend or ("gloo" if device.type == "cpu" else None)) != "gloo":
+        return None
+    timer = AllReduceTimer(world_size, measured=True)
     ddp.register_comm_hook(timer, timed_allreduce_hook)
     return timer

@@ -9,7 +9,9 @@ Life cycle (driven by the harness)::
 
 Honest numbers: clocks are read after a device synchronisation; the first
 `WARMUP_STEPS` steps of a run are excluded from throughput; a non-finite loss
-skips the step on every rank (never back-propagated) and is counted.
+or gradient skips the step's update on every rank (masked on the device, see
+`reference/train/step.py`) and is counted. The step loop reads device state
+only at poll points (every `POLL_EVERY_STEPS` steps, log points, epoch end).
 """
 from __future__ import annotations
 
@@ -37,7 +39,10 @@ from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.splits import load_split, resolve_manifest, write_rejected
-from reference.train.step import batch_losses, device_features, max_tempo
+from reference.train.warmup import longest_samples, warm_up
+from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
+                                  match_step_counts, max_tempo, prefetch, train_step,
+                                  use_device_step_counts)
 
 WARMUP_STEPS = 3  # excluded from throughput: allocator, kernel selection, worker start-up
 
@@ -63,6 +68,22 @@ class RunResult:
     throughput: float | None = None  # utt/s, warm-up excluded
     skipped_steps: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ddp_options(ddp_cls: type) -> dict[str, Any]:
+    """DDP flags this model allows, where the installed torch has them.
+
+    * ``gradient_as_bucket_view``: gradients are views into the all-reduce
+      buckets (no copy in and out of them each step, less memory);
+    * ``static_graph``: every step uses every parameter in the same order (the
+      step always back-propagates, even a masked one), so DDP may skip its
+      per-step search for unused parameters and reorder buckets once.
+    """
+    import inspect
+
+    names = inspect.signature(ddp_cls.__init__).parameters
+    wanted = {"gradient_as_bucket_view": True, "static_graph": True}
+    return {k: v for k, v in wanted.items() if k in names}
 
 
 def default_threads(local_ranks: int) -> int:
@@ -110,8 +131,9 @@ class Trainer:
         self.comm_timer: comm.AllReduceTimer | None = None
         if self.dist.distributed:
             self.ddp = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=None if dev.type == "cpu" else [dev.index])
-            self.comm_timer = comm.install(self.ddp, dev, self.dist.world_size)
+                self.model, device_ids=None if dev.type == "cpu" else [dev.index],
+                **ddp_options(nn.parallel.DistributedDataParallel))
+            self.comm_timer = comm.install(self.ddp, dev, self.dist.world_size, self.dist.backend)
         self.batches = TrainBatches(self.train.durations, cfg.train.batch_per_card,
                                     self.dist.world_size, cfg.train.seed, cfg.data.sortagrad,
                                     cfg.data.bucket_batches)
@@ -120,6 +142,7 @@ class Trainer:
                              f"than one global batch of {self.batches.global_batch}")
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters(),
                                          self.batches.global_batch)
+        use_device_step_counts(self.optimizer, dev)  # before any state is loaded
         # Highest tempo per utterance that keeps its CTC target feasible.
         self.max_tempo = {i: max_tempo(int(round(dur * cfg.features.sample_rate)),
                                        self.train.targets[i], cfg.features)
@@ -178,7 +201,7 @@ class Trainer:
             raise FileNotFoundError(f"{self.run_dir}/checkpoints: no valid checkpoint to resume from")
         path, state = found
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(match_step_counts(state["optimizer"], self.optimizer))
         ckpt.set_rng_state(state["rng"])
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]
@@ -254,10 +277,10 @@ class Trainer:
         dev = self.dist.device
         sum_utt = torch.zeros((), dtype=torch.float64, device=dev)
         sum_char = torch.zeros((), dtype=torch.float64, device=dev)
+        counted_d = torch.zeros((), dtype=torch.float64, device=dev)
         # The seed quantity's epoch mean (the Cambricon trainer's printed
         # "Average Loss"): only where it is computed every step (its objective).
         sum_seed = torch.zeros((), dtype=torch.float64, device=dev)
-        counted = 0
         skipped = 0
         last_seed = float("nan")
         synchronize(dev)
@@ -266,62 +289,56 @@ class Trainer:
         t_epoch = time.perf_counter()
         t_timed, timed_steps = None, 0
         steps_total = start + len(batches)
-        for k, batch in enumerate(self.train_loader.iterate(batches), start=start):
-            if self.stop_requested:
-                self.save(epoch, k)
-                raise TerminationRequested(self.stop_requested)
+        flags = StepFlags(dev)
+        skipped_before = self.result.skipped_steps
+        zero = torch.zeros((), dtype=torch.float64, device=dev)
+        for k, batch in enumerate(prefetch(self.train_loader.iterate(batches), dev), start=start):
+            last_step = k == steps_total - 1
+            # Poll points: the only host reads of the step loop's device state
+            # (the stop request of any rank, the masked-step count).
+            alone = not self.dist.distributed  # a lone rank's own flag is the decision
+            if (k - start) % POLL_EVERY_STEPS == 0 or (alone and self.stop_requested):
+                skipped = self._poll(flags, epoch, skipped_before)
+                if self.stop_requested or flags.stop_reason:
+                    self.save(epoch, k)
+                    raise TerminationRequested(self.stop_requested or flags.stop_reason)
             if self.global_step == WARMUP_STEPS or (t_timed is None and self.global_step > WARMUP_STEPS):
                 synchronize(dev)
                 t_timed = time.perf_counter()
             if batch is None:
                 raise RuntimeError(f"epoch {epoch} step {k}: every utterance of the batch failed to load")
-            feats, frames = self._to_device(batch, epoch)
-            with self._autocast():
-                logits, out_lens = self.ddp(feats, frames)
+            cap = torch.tensor([self.max_tempo[i] for i in batch.indices], dtype=torch.float32)
             # The seed's quantity is only reported for the last step of an epoch:
             # no extra CTC pass in the hot loop unless it is the objective.
-            last_step = k == steps_total - 1
-            nll_utt, nll_char, seed = self._losses(
-                logits, out_lens, batch, with_seed=last_step or cfg.train.loss != "ctc_nll")
-            loss = nll_utt if cfg.train.loss == "ctc_nll" else seed
-            # Decide on every rank together whether this step is usable: a rank
-            # that skipped backward alone would hang the gradient all-reduce.
-            bad = (~torch.isfinite(loss)).to(torch.float32).reshape(1)
-            self.dist.all_reduce_sum(bad)
-            if bad.item() > 0:
-                skipped += 1
-                self.result.skipped_steps += 1
-                self.optimizer.zero_grad(set_to_none=True)
-                print(f"[train] epoch {epoch} step {k}: non-finite loss, step skipped "
-                      f"(utterances {batch.indices[:4]}...)", file=sys.stderr)
-                self._check_nonfinite_budget()
-            else:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_norm)
-                self.optimizer.step()
-                sum_utt += nll_utt.detach().to(torch.float64)
-                sum_char += nll_char.detach().to(torch.float64)
-                if seed is not None:
-                    sum_seed += seed.detach().to(torch.float64)
-                counted += 1
+            out = train_step(self.ddp, self.optimizer, batch, feat=cfg.features, aug=cfg.augment,
+                             seed=cfg.train.seed, epoch=epoch, tempo_cap=cap, device=dev,
+                             clip_norm=cfg.optim.clip_norm, loss_kind=cfg.train.loss,
+                             with_seed=last_step, autocast=self._autocast)
+            # Masked sums: a skipped step adds nothing, decided on the device.
+            flags.count(out.ok)
+            sum_utt += torch.where(out.ok, out.nll_utt.detach().to(torch.float64), zero)
+            sum_char += torch.where(out.ok, out.nll_char.detach().to(torch.float64), zero)
+            counted_d += out.ok.to(torch.float64)
+            if out.seed is not None and cfg.train.loss != "ctc_nll":
+                sum_seed += torch.where(out.ok, out.seed.detach().to(torch.float64), zero)
             self.global_step += 1
             if t_timed is not None:
                 timed_steps += 1
             if last_step:
-                last_seed = float(seed.detach())
-            if self.dist.is_main and (k + 1) % cfg.train.log_every_steps == 0:
-                print(f"[train] epoch {epoch} step {k + 1}/{steps_total} "
-                      f"loss(nll/utt) {float(nll_utt.detach()):.3f}", file=sys.stderr, flush=True)
+                last_seed = float(out.seed.detach())
+            if (k + 1) % cfg.train.log_every_steps == 0:
+                skipped = self._poll(flags, epoch, skipped_before)
+                if self.dist.is_main:
+                    print(f"[train] epoch {epoch} step {k + 1}/{steps_total} "
+                          f"loss(nll/utt) {float(out.nll_utt.detach()):.3f}", file=sys.stderr, flush=True)
             every = cfg.train.checkpoint_every_steps
             if every and self.global_step % every == 0 and k + 1 < steps_total:
                 self.save(epoch, k + 1)
+        skipped = self._poll(flags, epoch, skipped_before)
         synchronize(dev)
         t_end = time.perf_counter()
         comm_s, comm_buckets = self.comm_timer.take() if self.comm_timer else (None, 0)
-        sums = torch.stack([sum_utt, sum_char,
-                            torch.tensor(float(counted), dtype=torch.float64, device=dev),
-                            sum_seed])
+        sums = torch.stack([sum_utt, sum_char, counted_d, sum_seed])
         self.dist.all_reduce_sum(sums)
         n = max(sums[2].item(), 1.0)
         every_step_seed = cfg.train.loss != "ctc_nll"
@@ -349,6 +366,24 @@ class Trainer:
             # overlaps backward; None where a host clock cannot measure it.
             "allreduce_time(s)": comm_s, "allreduce_buckets": comm_buckets,
         }
+
+    def _poll(self, flags: StepFlags, epoch: int, skipped_before: int) -> int:
+        """Read the step loop's device flags (one small all-reduce): stop requests of
+        any rank and the epoch's masked steps; reports new skips, enforces the budget."""
+        if self.stop_requested:
+            flags.request_stop(self.stop_requested)
+        stop, skipped = flags.poll(self.dist.all_reduce_sum if self.dist.distributed else None,
+                                   self.dist.world_size)
+        if stop and not flags.stop_reason:
+            flags.request_stop("a stop request on another rank")
+        new = skipped_before + skipped - self.result.skipped_steps
+        if new > 0:
+            self.result.skipped_steps += new
+            print(f"[train] epoch {epoch}: {new} step(s) with a non-finite loss or gradient "
+                  f"skipped (update masked; {self.result.skipped_steps} in this run)",
+                  file=sys.stderr)
+            self._check_nonfinite_budget()
+        return skipped
 
     def _check_nonfinite_budget(self) -> None:
         limit = self.cfg.train.max_nonfinite_fraction
@@ -390,6 +425,25 @@ class Trainer:
         gathered = [e for part in self.dist.all_gather_object(errors) for e in part]
         return summarize(gathered)
 
+    def _warm_up(self) -> None:
+        """On an accelerator: one step at the longest batch, undone (reference/train/warmup.py).
+
+        Skipped on CPU, where there is no allocator growth or kernel selection to
+        take out of the timed region. It also runs before a resumed run: it
+        restores every state it touches (RNG included), so the run is the same.
+        """
+        dev, cfg = self.dist.device, self.cfg
+        if dev.type == "cpu" or not self.train.durations:
+            return
+        samples = longest_samples(max(self.train.durations.values()), cfg.features, cfg.augment)
+        seconds = warm_up(self.ddp, self.model, self.optimizer, batch_size=cfg.train.batch_per_card,
+                          samples=samples, feat=cfg.features, aug=cfg.augment, device=dev,
+                          clip_norm=cfg.optim.clip_norm, loss_kind=cfg.train.loss,
+                          autocast=self._autocast)
+        if self.dist.is_main:
+            print(f"[train] warm-up before run_start: one step at {samples} samples x "
+                  f"{cfg.train.batch_per_card}, {seconds:.1f} s (state restored)", file=sys.stderr)
+
     # ------------------------------------------------------------------- fit
     def _emit(self, record: dict[str, Any]) -> None:
         self.result.history.append(record)
@@ -402,6 +456,7 @@ class Trainer:
         target = cfg.train.target_wer
         t0 = time.perf_counter()
         try:
+            self._warm_up()  # before run_start, as MLPerf allows; results unchanged
             self.hooks.on_run_start()
             if not self.resume:
                 init = {"kind": "init", **self._init_loss()}

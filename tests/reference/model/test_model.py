@@ -182,3 +182,31 @@ def test_unidirectional_output_is_hidden():
     x = torch.randn(5, 2, 20)
     with torch.no_grad():
         assert layer(x, _Valid(torch.tensor([5, 3]), 5, x.device)).shape == (5, 2, 12)
+
+
+@pytest.mark.parametrize("rnn_type", ["gru", "lstm"])
+def test_packed_bidirectional_equals_two_directions(rnn_type, monkeypatch):
+    """The accelerator path (both directions in one packed call, forced here on CPU)
+    gives each utterance's outputs and gradients of the padded two-call path."""
+    import reference.model.packed as packed_mod
+    from reference.data.features import to_device
+
+    torch.manual_seed(4)
+    layer = _RNNLayer(rnn_type, 10, 8, bidirectional=True, batch_norm=False).eval()
+    lengths = torch.tensor([4, 9, 6])
+    x = torch.randn(9, 3, 10, requires_grad=True)
+    with torch.no_grad():
+        ref = layer(x, _Valid(lengths, 9, x.device))
+    calls = []
+    monkeypatch.setattr(packed_mod, "use_packed", lambda *a: calls.append(1) or True)
+    from reference.model.kernels import stock_kernels
+
+    with stock_kernels():  # not the CPU fast GRU: the vendor-kernel branch, as on a device
+        out = layer(x, _Valid(lengths, 9, x.device))
+    assert calls and out.shape == (9, 3, 8)
+    for b, n in enumerate(lengths.tolist()):
+        torch.testing.assert_close(out[:n, b], ref[:n, b])
+        assert torch.count_nonzero(out[n:, b]) == 0
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and all(p.grad is not None for p in layer.parameters())
+    assert to_device(lengths, x.device) is lengths  # CPU: no copy
