@@ -10,7 +10,7 @@ mlperf_logging's compliance engine and runs that engine on each log:
 mlperf_logging is imported when a log is checked.
 """
 from harness.mlperf.compliance.checker import RULES_DIR, CheckResult, check_log
-from harness.mlperf.compliance.cli import check_paths, check_seeds_differ, find_logs, main
+from harness.mlperf.compliance.cli import check_paths, check_seeds_differ, check_set, find_logs, main
 
-__all__ = ["RULES_DIR", "CheckResult", "check_log", "check_paths", "check_seeds_differ",
+__all__ = ["RULES_DIR", "CheckResult", "check_log", "check_paths", "check_seeds_differ", "check_set",
            "find_logs", "main"]
