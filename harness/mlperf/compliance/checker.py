@@ -122,8 +122,31 @@ def _record_problem(data: Any) -> str | None:
     return None
 
 
+class _FastYaml:
+    """The engine's view of `yaml`: the same BaseLoader semantics, in C when available.
+
+    The engine parses every rules file for every log it checks; libyaml's
+    CBaseLoader builds the same plain-string tree ~10x faster than the pure
+    Python BaseLoader (a set of 10 logs is checked in a second, not ten).
+    """
+
+    def __init__(self) -> None:
+        import yaml
+
+        self.load = yaml.load
+        self.BaseLoader = getattr(yaml, "CBaseLoader", yaml.BaseLoader)
+
+    def __getattr__(self, name: str) -> Any:
+        import yaml
+
+        return getattr(yaml, name)
+
+
 def _make_checker() -> Any:
     from mlperf_logging.compliance_checker import mlp_compliance as mc
+
+    if not isinstance(mc.yaml, _FastYaml):
+        mc.yaml = _FastYaml()
 
     class _AllMessages(mc.ComplianceChecker):
         """Keeps every (key, message) instead of the last one per key."""

@@ -32,17 +32,29 @@ class UnknownBenchmark(LookupError):
     """The log names no benchmark definition (or a division it does not define)."""
 
 
+_DEFINITIONS: dict[tuple, dict[str, Any]] = {}  # (dir, files' stat) -> definitions
+
+
 def benchmark_definitions(directory: Path = BENCHMARKS_DIR) -> dict[str, Any]:
-    """name -> BenchmarkConfig for every `*.yaml` benchmark definition in `directory`."""
+    """name -> BenchmarkConfig for every `*.yaml` benchmark definition in `directory`.
+
+    Memoised on the files' names, sizes and mtimes: checking a set of logs
+    parses the definitions once, and an edited definition is read again.
+    """
     from reference.config import ConfigError, load_config
 
+    paths = sorted(Path(directory).glob("*.yaml"))
+    stamp = (str(directory), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+    if stamp in _DEFINITIONS:
+        return _DEFINITIONS[stamp]
     found = {}
-    for path in sorted(Path(directory).glob("*.yaml")):
+    for path in paths:
         try:
             cfg = load_config(path)
         except ConfigError:
             continue  # not a benchmark definition (or a broken one: it has no rules)
         found[cfg.name] = cfg
+    _DEFINITIONS[stamp] = found
     return found
 
 
