@@ -90,10 +90,11 @@ class Trainer:
     def prepare_data(self) -> dict[str, Any]:
         """Read manifests and validate every utterance (cached across runs)."""
         cfg, w = self.cfg, self.preflight_workers
+        # Reads the manifests and their verified records only: no audio before run_start.
         self.train = load_split(cfg, resolve_manifest(cfg, cfg.data.train_manifest), self.run_dir,
-                                self.dist, w)
+                                self.dist, w, role="train")
         self.eval = load_split(cfg, resolve_manifest(cfg, cfg.data.eval_manifest), self.run_dir,
-                               self.dist, w)
+                               self.dist, w, role="eval")
         if self.dist.is_main:
             write_rejected(self.run_dir, {"train": self.train, "eval": self.eval})
         return {"train_rejected": len(self.train.rejected), "eval_rejected": len(self.eval.rejected)}
@@ -139,6 +140,8 @@ class Trainer:
             "parameters": count_parameters(self.model),
             "train_samples": len(self.train.durations),
             "eval_samples": len(self.eval.durations),
+            "train_rejected": self.train.rejected_counts,
+            "eval_digest": self.eval.digest,
             "global_batch": self.batches.global_batch,
             "steps_per_epoch": self.batches.steps_per_epoch,
             "dropped_per_epoch": self.batches.dropped_per_epoch,
