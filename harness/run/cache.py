@@ -65,6 +65,9 @@ def _fadvise(files: list[Path]) -> tuple[int, list[str]]:
             except PermissionError:  # O_NOATIME needs ownership of the file
                 fd = os.open(p, os.O_RDONLY)
             try:
+                # DONTNEED drops clean pages only: a corpus written moments ago
+                # (make data) is still dirty, so write it back first.
+                os.fdatasync(fd)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 done += 1
             finally:
