@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 
-def _verify(root: Path, names: tuple[str, ...], workers: int) -> int:
+def verify_manifests(root: Path, names: tuple[str, ...], workers: int) -> int:
     """Write (or keep, when up to date) the verified record of each manifest under root."""
     from harness.data.verify import verified_facts
     from reference.config import DataConfig, FeatureConfig
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         if args.librispeech:
             rest = ["--librispeech", args.librispeech] + rest
         code = libri_main(rest)
-        return code or _verify(out, ("train.jsonl", "dev.jsonl"), args.workers)
+        return code or verify_manifests(out, ("train.jsonl", "dev.jsonl"), args.workers)
     from reference.data.corpus import CorpusError, build_corpus
 
     try:
@@ -63,8 +63,8 @@ def main(argv: list[str]) -> int:
         print(f"[data] {err}", file=sys.stderr)
         return 1
     print(f"[data] embedded corpus ready: {summary}", file=sys.stderr)
-    code = _verify(args.out or Path("data/embedded"), ("train.jsonl", "dev.jsonl", "unseen.jsonl"),
-                   args.workers)
+    code = verify_manifests(args.out or Path("data/embedded"),
+                            ("train.jsonl", "dev.jsonl", "unseen.jsonl"), args.workers)
     if code:
         return code
     if args.seed_layout is not None:

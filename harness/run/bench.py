@@ -185,20 +185,26 @@ def _run_division(args: argparse.Namespace, cfg, cards: int) -> str:
     return "closed"
 
 
-def _flush_cache(run_dir: Path, cfg) -> None:
-    """Flush the dataset from the page cache; record how in description.json (cache_clear)."""
+def _flush_cache(run_dir: Path, cfg, record: bool = True) -> None:
+    """Flush the dataset from the page cache; record how in description.json (cache_clear).
+
+    Every node flushes its own cache; only node 0 (`record`) writes the record
+    (the run directory is shared).
+    """
     from harness.run.cache import flush_dataset
     from reference.train.splits import resolve_manifest
 
     manifests = [resolve_manifest(cfg, cfg.data.train_manifest),
                  resolve_manifest(cfg, cfg.data.eval_manifest)]
     result = flush_dataset(manifests)
+    print(f"[harness] cache_clear: {'done' if result['cleared'] else 'NOT done'} "
+          f"({result.get('method')}, {result.get('files')} files)", file=sys.stderr)
+    if not record:
+        return
     desc_path = run_dir / "description.json"
     desc = json.loads(desc_path.read_text()) if desc_path.is_file() else {}
     desc["cache_clear"] = result
     desc_path.write_text(json.dumps(desc, indent=1) + "\n")
-    print(f"[harness] cache_clear: {'done' if result['cleared'] else 'NOT done'} "
-          f"({result.get('method')}, {result.get('files')} files)", file=sys.stderr)
 
 
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
@@ -253,7 +259,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         else:
             run_dir = create_run_dir(runs, cfg.name, spec.world_size, device, cfg.train.seed)
             _write_run_files(run_dir, cfg, spec, device, args.submission)
-        _flush_cache(run_dir, cfg)
+        _flush_cache(run_dir, cfg, record=spec.node_rank == 0)
         print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
               f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
         code = launch(spec, run_dir, submission=args.submission)
