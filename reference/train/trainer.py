@@ -14,6 +14,7 @@ skips the step on every rank (never back-propagated) and is counted.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -34,6 +35,7 @@ from reference.train.distributed import DistContext, synchronize
 from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
+from reference.model.loss import ctc_per_utterance
 from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.splits import load_split, resolve_manifest, write_rejected
@@ -371,7 +373,7 @@ class Trainer:
         self._sync_buffers()
         mine = eval_batches(self.eval.durations, self.cfg.data.eval_batch, self.dist.rank,
                             self.dist.world_size)
-        errors = []
+        errors, losses = [], []
         with torch.no_grad():
             for batch in self.eval_loader.iterate(mine):
                 if batch is None:
@@ -381,8 +383,21 @@ class Trainer:
                     logits, out_lens = self.model(feats, frames)
                 for idx, hyp in zip(batch.indices, greedy_decode(logits.float(), out_lens)):
                     errors.append(utterance_errors(idx, self.eval.texts[idx], hyp))
+                # The eval set is not filtered: a CTC-infeasible utterance (target longer
+                # than the output) is decoded and scored, only its loss is infinite.
+                per_utt = ctc_per_utterance(logits, out_lens.to(logits.device),
+                                            batch.targets.to(logits.device),
+                                            batch.target_lengths.to(logits.device))
+                losses.extend(zip(batch.indices, per_utt.double().cpu().tolist()))
         gathered = [e for part in self.dist.all_gather_object(errors) for e in part]
-        return summarize(gathered)
+        all_losses = sorted(x for part in self.dist.all_gather_object(losses) for x in part)
+        finite = [v for _, v in all_losses if math.isfinite(v)]
+        out = summarize(gathered)
+        # Mean CTC NLL per utterance over the utterances where it is finite; how many
+        # were left out of that mean (never out of the WER) is reported next to it.
+        out["loss_ctc_nll_per_utt"] = sum(finite) / len(finite) if finite else None
+        out["loss_excluded"] = len(all_losses) - len(finite)
+        return out
 
     # ------------------------------------------------------------------- fit
     def _emit(self, record: dict[str, Any]) -> None:

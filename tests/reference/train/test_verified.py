@@ -7,6 +7,7 @@ one (a real 0.3 s clip with a long transcript), both put into an eval set.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ def test_eval_set_is_scored_whole(mini_corpus: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     ev = tr.evaluate()
     assert ev["utterances"] == 12  # nothing dropped: both hard utterances have a WER
+    # ... and only the CTC-infeasible one is left out of the eval loss, counted.
+    assert ev["loss_excluded"] == 1 and math.isfinite(ev["loss_ctc_nll_per_utt"])
 
 
 def test_unusable_eval_utterance_is_a_data_error(mini_corpus: Path, tmp_path: Path) -> None:
