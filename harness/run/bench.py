@@ -221,7 +221,13 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
                 raise SystemExit(f"[harness] {run_dir}: not a run directory (no config.yaml)")
             from reference.config import load_config as _load
 
-            _flush_cache(run_dir, _load(run_dir / "config.yaml"))
+            resumed_cfg = _load(run_dir / "config.yaml")
+            try:
+                _prepare_data(resumed_cfg)  # the records may need refreshing; outside the run
+            except SystemExit as err:
+                print(err, file=sys.stderr)
+                return 2
+            _flush_cache(run_dir, resumed_cfg)
             code = launch(spec, run_dir, resume=True, submission=args.submission)
             _print_summary(run_dir, code)
             return code
