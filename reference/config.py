@@ -187,17 +187,22 @@ class DatasetIdentity:
     add up to the first; eval_samples must equal the second: the eval set is
     never filtered). `eval_digest`: `reference.data.manifest.manifest_digest`
     of the eval manifest (ids and normalised transcripts, location-independent).
+    `train_samples`: how many of the train utterances the benchmark's filters keep.
     """
 
     train_utterances: int = 0
     eval_utterances: int = 0
     eval_digest: str = ""
+    # Usable training utterances after the benchmark's filters (train_samples), where known.
+    train_samples: int = 0
 
     def validate(self, where: str) -> None:
         _check(self.train_utterances >= 0, where, "train_utterances", "must be >= 0",
                self.train_utterances)
         _check(self.eval_utterances >= 0, where, "eval_utterances", "must be >= 0",
                self.eval_utterances)
+        _check(0 <= self.train_samples <= (self.train_utterances or self.train_samples), where,
+               "train_samples", "must be in [0, train_utterances]", self.train_samples)
         _check(self.eval_digest == "" or re.fullmatch(r"[0-9a-f]{64}", self.eval_digest) is not None,
                where, "eval_digest", "must be a sha256 hex digest or empty", self.eval_digest)
 

@@ -94,8 +94,11 @@ def benchmark_rules(cfg: Any, division: str) -> str:
                             f"{cfg.name} requires the eval set of {src} (ds2_eval_digest "
                             f"{ds.eval_digest[:12]}...)"))
     if ds.train_utterances:
-        rules.append({"KEY": {"NAME": "train_samples", "REQ": "EXACTLY_ONE",
-                              "POST": "s['train_samples'] = v['value']"}})
+        check = ([f"v['value'] == {ds.train_samples}  # {cfg.name} requires train_samples "
+                  f"{ds.train_samples}: what its filters keep of the train manifest ({src})"]
+                 if ds.train_samples else [])
+        rules.append({"KEY": {"NAME": "train_samples", "REQ": "EXACTLY_ONE", **(
+            {"CHECK": check} if check else {}), "POST": "s['train_samples'] = v['value']"}})
         rules.append({"KEY": {"NAME": "ds2_train_rejected", "REQ": "EXACTLY_ONE",
                               "POST": "s['rejected'] = v['value']"}})
         rules.append({"END": {"CHECK": [

@@ -288,6 +288,7 @@ STRUCTURE_MUTANTS: dict[str, tuple[Callable[[Records], None], str]] = {
         "(open) requires ds2_target_wer 23.0"),
     "eval schedule changed": (_set("ds2_eval_every_samples", 1000), "requires ds2_eval_every_samples 0"),
     "unknown benchmark": (_set("ds2_benchmark", "mlcommons_v06"), "is not a benchmark definition"),
+    "no eval digest": (_drop("ds2_eval_digest"), "ds2_eval_digest: required exactly once, found 0"),
     "no benchmark named": (_drop("ds2_benchmark"), "ds2_benchmark: required exactly once, found 0"),
     "cache_clear not a boolean": (_set(C.CACHE_CLEAR, "yes"), "cache_clear must be true or false"),
     "resumed_from after init_stop": (
@@ -326,14 +327,19 @@ def test_closed_needs_a_real_cache_flush_and_a_closed_benchmark(tmp_path: Path) 
 
 
 def test_tiny_pins_its_eval_set_and_train_manifest(tmp_path: Path) -> None:
-    ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny", wers=(22.0,),
-                         rejected={"too_long": 3, "silence": 1})
+    ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny", wers=(22.0,))
     assert check_log(ok).failures == []
+    # Filters that drop what tiny's do not: accounted for, but not tiny's training set.
+    filtered = write_valid_log(tmp_path / "f.log", benchmark="tiny", wers=(22.0,),
+                               rejected={"too_long": 3, "silence": 1})
+    failures = check_log(filtered).failures
+    assert any("tiny requires train_samples 3000" in f for f in failures), failures
+    assert not any("whole train manifest" in f for f in failures), failures
     recs = read_records(ok)
     recs[find(recs, "ds2_eval_digest")]["value"] = "f" * 64
     failures = _check(tmp_path, recs)
     assert any("tiny requires the eval set of benchmarks/tiny.yaml" in f for f in failures), failures
-    recs = read_records(ok)
+    recs = read_records(filtered)
     recs[find(recs, "ds2_train_rejected")]["value"] = {"too_long": 3}  # one rejection unaccounted
     failures = _check(tmp_path, recs)
     assert any("requires its whole train manifest of 3000" in f for f in failures), failures
