@@ -24,7 +24,7 @@ import pytest
 
 from e2e_util import REPO, bench_cmd, harness_env, mllog, only_run_dir
 
-pytestmark = [pytest.mark.e2e]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # ~40 s under strace: make test-all
 
 _LINE = re.compile(r'^(?P<pid>\d+)\s+(?P<t>\d+\.\d+)\s+(?P<call>\w+)\((?P<args>.*)')
 _PATH = re.compile(r'"((?:[^"\\]|\\.)*)"')
