@@ -17,12 +17,13 @@ MANIFEST ?= data/embedded/dev.jsonl
 LIBRISPEECH ?= $(PYTORCH_TRAIN_DATASET)
 PYTEST_ARGS ?=
 SEEDCMP ?=
+DIVISION ?=
 
 export PYTHONUNBUFFERED := 1
 
 BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DEVICE) \
   --nnodes $(NNODES) --node-rank $(NODE_RANK) --repeat $(REPEAT) \
-  $(if $(SEED),--seed $(SEED)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
+  $(if $(SEED),--seed $(SEED)) $(if $(DIVISION),--division $(DIVISION)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
   $(foreach s,$(SET),--set $(s))
 
 .PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup clean
@@ -48,13 +49,13 @@ endif
 scaling: setup ## the same benchmark for each card count: make scaling CARDS="1 2 4"
 	$(PY) -m harness scaling $(filter-out --cards $(CARDS),$(BENCH_FLAGS)) --sweep "$(CARDS)"
 
-check: setup ## MLPerf compliance of every mlperf.log under LOG (file or dir, default RUNS)
+check: setup ## MLPerf compliance of every mlperf.log under LOG (file or dir, default RUNS); several runs are judged as a set
 	$(PY) -m harness check --log $(LOG)
 
-verify: setup ## decode and check every utterance of MANIFEST
+verify: setup ## decode and check every utterance of MANIFEST, write MANIFEST.verified
 	$(PY) -m harness verify --manifest $(MANIFEST)
 
-data: setup ## LibriSpeech manifests from a local copy: make data LIBRISPEECH=/path (else the embedded corpus)
+data: setup ## verified LibriSpeech manifests from a local copy: make data LIBRISPEECH=/path (else the embedded corpus)
 ifeq ($(strip $(LIBRISPEECH)),)
 	$(PY) -m harness data --out data/embedded
 else

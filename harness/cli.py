@@ -26,6 +26,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
     p.add_argument("--resume", type=Path, default=None, help="continue this run directory")
     p.add_argument("--submission", type=Path, default=REPO / "submission.yaml")
+    p.add_argument("--division", default=os.environ.get("DIVISION") or None,
+                   choices=("open", "closed"),
+                   help="open: run a changed closed benchmark in the open division; default: "
+                        "closed where submission.yaml and the benchmark say closed")
     p.add_argument("--timeout", type=float, default=120.0, help="process-group timeout (s)")
 
 

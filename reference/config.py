@@ -179,6 +179,35 @@ class ScoringConfig:
 
 
 @dataclass
+class DatasetIdentity:
+    """What the benchmark's data must be (compliance pins it; 0 / "" = not pinned).
+
+    `train_utterances`/`eval_utterances`: utterances in the train / eval
+    manifests (a log's train_samples plus its ds2_train_rejected counts must
+    add up to the first; eval_samples must equal the second: the eval set is
+    never filtered). `eval_digest`: `reference.data.manifest.manifest_digest`
+    of the eval manifest (ids and normalised transcripts, location-independent).
+    `train_samples`: how many of the train utterances the benchmark's filters keep.
+    """
+
+    train_utterances: int = 0
+    eval_utterances: int = 0
+    eval_digest: str = ""
+    # Usable training utterances after the benchmark's filters (train_samples), where known.
+    train_samples: int = 0
+
+    def validate(self, where: str) -> None:
+        _check(self.train_utterances >= 0, where, "train_utterances", "must be >= 0",
+               self.train_utterances)
+        _check(self.eval_utterances >= 0, where, "eval_utterances", "must be >= 0",
+               self.eval_utterances)
+        _check(0 <= self.train_samples <= (self.train_utterances or self.train_samples), where,
+               "train_samples", "must be in [0, train_utterances]", self.train_samples)
+        _check(self.eval_digest == "" or re.fullmatch(r"[0-9a-f]{64}", self.eval_digest) is not None,
+               where, "eval_digest", "must be a sha256 hex digest or empty", self.eval_digest)
+
+
+@dataclass
 class BenchmarkConfig:
     name: str = "tiny"
     description: str = ""
@@ -191,6 +220,7 @@ class BenchmarkConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    dataset: DatasetIdentity = field(default_factory=DatasetIdentity)
 
     def validate(self, where: str) -> None:
         _check(bool(self.name), where, "name", "must not be empty", self.name)

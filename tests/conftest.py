@@ -15,4 +15,8 @@ def mini_corpus(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("corpus") / "embedded"
     build_corpus(out, limit=MINI_UTTERANCES, workers=2, progress=False)
+    # ... and verified, as `make data` leaves it (runs read the .verified records).
+    from harness.data.prepare import verify_manifests
+
+    assert verify_manifests(out, ("train.jsonl", "dev.jsonl", "unseen.jsonl"), workers=2) == 0
     return out

@@ -3,6 +3,11 @@
     python -m harness verify --manifest FILE [--manifest FILE ...] [--workers N]
                              [--benchmark NAME] [--cache-dir DIR] [--json OUT]
 
+Decoding results are written next to each manifest as `<manifest>.verified`
+(reference/train/verified.py; `--no-write` to only report): that verified
+record is what a benchmark run reads before its clock starts, instead of the
+audio. An up-to-date record (same manifest, settings and file stats) is reused.
+
 Every rejected utterance is printed on its own line,
 `REJECT <code> <path>: <detail> (id <id>)`, followed by the counts per reason
 code and accepted/total for each manifest. An audio file listed in more than
@@ -22,7 +27,8 @@ from typing import Any
 
 from reference.config import AugmentConfig, ConfigError, DataConfig, FeatureConfig, load_config
 from reference.data.manifest import ManifestError, Utterance, load_manifest
-from reference.train.preflight import PreflightReport, Rejection, preflight
+from reference.train.preflight import PreflightReport, Rejection, judge_facts, measure, preflight
+from reference.train.verified import is_fresh, read_verified, verified_path, write_verified
 
 
 class _UsageError(Exception):
@@ -46,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="N", help="decoding processes (default: cores, at most 8)")
     p.add_argument("--cache-dir", type=Path, metavar="DIR",
                    help="reuse reports of unchanged data from this directory")
+    p.add_argument("--write", action=argparse.BooleanOptionalAction, default=True,
+                   help="write <manifest>.verified for each manifest (default: yes)")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the full report here")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress lines on stderr (default: when stderr is a terminal)")
@@ -64,6 +72,55 @@ def _settings(args: argparse.Namespace
         root = Path(cfg.data.root)
         manifests = [root / cfg.data.train_manifest, root / cfg.data.eval_manifest]
     return cfg.features, cfg.data, cfg.augment, manifests
+
+
+def verified_facts(manifest: Path, utts: list[Utterance], feat: FeatureConfig, data: DataConfig,
+                   workers: int = 1, progress: bool = False, write: bool = True) -> list:
+    """The manifest's verified facts: from an up-to-date record, else decoded (and written)."""
+    if is_fresh(manifest, utts, feat, data):
+        return read_verified(manifest, len(utts), feat, data, "make verify")[1]
+    facts = measure(utts, feat, data, workers=workers, progress=progress)
+    if write:
+        try:
+            out = write_verified(manifest, utts, facts, feat, data)
+        except OSError as err:
+            print(f"verify: cannot write {verified_path(manifest)} ({err.strerror or err})",
+                  file=sys.stderr)
+        else:
+            print(f"verify: wrote {out}", file=sys.stderr)
+    return facts
+
+
+def prepare_for_run(cfg: Any, workers: int = 2) -> str:
+    """Data preparation for a benchmark run (outside the run): verified train/eval records.
+
+    Verifies (decodes) a manifest only when its record is missing or stale,
+    then checks that the run will accept the records: the eval set must be
+    usable whole and the train set must keep some utterances. Raises
+    ValueError (NotVerified, EvalSetError, ...) with a message for the user.
+    Returns a one-line summary.
+    """
+    from reference.train.splits import load_split, resolve_manifest
+    from reference.train.verified import NotVerified
+
+    parts = []
+    for role, name in (("train", cfg.data.train_manifest), ("eval", cfg.data.eval_manifest)):
+        m = resolve_manifest(cfg, name)
+        utts = load_manifest(m)
+        fresh = is_fresh(m, utts, cfg.features, cfg.data)
+        if not fresh:
+            print(f"[data] verifying {m} ({len(utts)} utterances; data preparation, before the "
+                  "run)", file=sys.stderr, flush=True)
+            facts = measure(utts, cfg.features, cfg.data, workers=workers)
+            try:
+                write_verified(m, utts, facts, cfg.features, cfg.data)
+            except OSError as err:
+                raise NotVerified(f"cannot write {verified_path(m)} ({err.strerror or err}); "
+                                  f"run `make verify MANIFEST={m}` where it is writable") from None
+        split = load_split(cfg, m, role=role)
+        kept = len(split.durations)
+        parts.append(f"{role} {kept}/{len(utts)}" + ("" if fresh else " (verified now)"))
+    return ", ".join(parts)
 
 
 def _overlaps(sets: list[tuple[Path, list[Utterance]]]) -> list[tuple[Path, Rejection]]:
@@ -114,8 +171,12 @@ def main(argv: list[str]) -> int:
     for mpath, utts in sets:
         if progress:
             print(f"verify: {mpath}: {len(utts)} utterances", file=sys.stderr)
-        rep = preflight(utts, feat, data, workers=args.workers, cache_dir=args.cache_dir,
-                        progress=progress, augment=augment)
+        if args.cache_dir is not None:  # the report cache of earlier versions; no record
+            rep = preflight(utts, feat, data, workers=args.workers, cache_dir=args.cache_dir,
+                            progress=progress, augment=augment)
+        else:
+            facts = verified_facts(mpath, utts, feat, data, args.workers, progress, args.write)
+            rep = judge_facts(utts, facts, feat, data, augment)
         reports.append((mpath, utts, rep))
         for r in rep.rejected:
             print(f"REJECT {r.code} {r.path}: {r.detail} (id {r.id})")

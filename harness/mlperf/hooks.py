@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.mlperf.log import MLPerfLogger
+from harness.mlperf.pinned import config_values
 from reference.config import BenchmarkConfig
 from reference.train.hooks import TrainerHooks
 from reference.train.optim import base_lr
@@ -15,54 +16,46 @@ from reference.train.optim import base_lr
 
 class MLPerfHooks(TrainerHooks):
     def __init__(self, log: MLPerfLogger, cfg: BenchmarkConfig, cards: int,
-                 submission: dict[str, str]) -> None:
+                 submission: dict[str, str], cache_cleared: bool = False) -> None:
         self.log = log
         self.cfg = cfg
         self.cards = cards
         self.submission = submission  # submission_* key → value
+        # True only when the launcher really flushed the dataset from the page
+        # cache before this run (harness.run.cache); never assumed.
+        self.cache_cleared = cache_cleared
+        self.global_batch = cfg.train.batch_per_card * cards
         self.samples = 0
 
     def log_init_start(self, resumed_from: str | None = None) -> None:
         """Everything up to the end of the hyper-parameters (before the model is built)."""
         cfg, log = self.cfg, self.log
-        log.event("cache_clear", True)
+        log.event("cache_clear", bool(self.cache_cleared))
         log.start("init_start")
         for key, value in self.submission.items():
             log.event(key, value)
+        log.event("ds2_benchmark", cfg.name)
         log.event("seed", cfg.train.seed)
-        gb = cfg.train.batch_per_card * self.cards
+        gb = self.global_batch
         log.event("global_batch_size", gb)
-        o = cfg.optim
-        log.event("opt_name", o.name)
-        log.event("opt_base_learning_rate", base_lr(o, gb))
-        if o.name == "sgd":
-            log.event("opt_momentum", o.momentum)
-            log.event("opt_nesterov", o.nesterov)
-        else:
-            log.event("opt_adam_beta_1", o.betas[0])
-            log.event("opt_adam_beta_2", o.betas[1])
-        log.event("opt_weight_decay", o.weight_decay)
-        log.event("opt_learning_rate_decay_factor", o.anneal)
-        log.event("opt_gradient_clip_norm", o.clip_norm)
-        log.event("ds2_lr_scaling", o.lr_scaling)
-        log.event("ds2_batch_per_card", cfg.train.batch_per_card)
-        log.event("ds2_cards", self.cards)
-        log.event("ds2_rnn_type", cfg.model.rnn_type)
-        log.event("ds2_rnn_hidden", cfg.model.hidden)
-        log.event("ds2_rnn_layers", cfg.model.layers)
-        log.event("ds2_bidirectional", cfg.model.bidirectional)
-        log.event("ds2_conv_channels", cfg.model.conv_channels)
-        log.event("ds2_loss_definition", cfg.train.loss)
-        log.event("ds2_target_wer", cfg.train.target_wer)
-        log.event("ds2_max_epochs", cfg.train.epochs)
-        log.event("ds2_augmentation", cfg.augment.enabled)
-        log.event("ds2_amp", cfg.train.amp)
+        values = config_values(cfg)
+        # Logged from the resolved batch when it scales with the card count.
+        values.setdefault("opt_base_learning_rate", base_lr(cfg.optim, gb))
+        values["ds2_batch_per_card"] = cfg.train.batch_per_card
+        values["ds2_cards"] = self.cards
+        values["ds2_amp"] = cfg.train.amp
+        for key, value in values.items():
+            log.event(key, value)
         if resumed_from:
             log.event("ds2_resumed_from", resumed_from)
 
     def on_setup_done(self, info: dict[str, Any]) -> None:
         self.log.event("train_samples", info["train_samples"])
         self.log.event("eval_samples", info["eval_samples"])
+        # What the training filters dropped, by reason (the eval set is never filtered).
+        self.log.event("ds2_train_rejected", dict(info.get("train_rejected") or {}))
+        if info.get("eval_digest"):
+            self.log.event("ds2_eval_digest", info["eval_digest"])
         self.log.event("ds2_parameters", info["parameters"])
         self.log.event("ds2_steps_per_epoch", info["steps_per_epoch"])
         self.log.event("ds2_dropped_per_epoch", info["dropped_per_epoch"])
@@ -79,8 +72,13 @@ class MLPerfHooks(TrainerHooks):
         self.log.start("block_start", metadata={"first_epoch_num": epoch, "epoch_count": 1})
         self.log.start("epoch_start", metadata={"epoch_num": epoch})
 
+    def _samples(self, global_step: int) -> int:
+        # Samples trained since the start of the run, resumed attempts included
+        # (global_step is restored from the checkpoint).
+        return global_step * self.global_batch
+
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        self.samples += record["samples"]
+        self.samples = self._samples(record["global_step"])
         md = {"epoch_num": epoch}
         self.log.event("ds2_train_loss", record["loss_ctc_nll_per_utt"], metadata=md)
         self.log.event("ds2_train_loss_per_char", record["loss_ctc_nll_per_char"], metadata=md)
@@ -95,12 +93,20 @@ class MLPerfHooks(TrainerHooks):
         self.log.start("eval_start", metadata={"epoch_num": epoch})
 
     def on_eval_end(self, epoch: int, record: dict[str, Any]) -> None:
-        md = {"epoch_num": epoch, "samples_count": self.samples}
+        # An eval inside an epoch (train.eval_every_samples) says where it is.
+        samples = (self._samples(record["global_step"]) if "global_step" in record
+                   else self.samples)
+        md = {"epoch_num": epoch, "samples_count": samples}
         self.log.event("eval_accuracy", record["wer_ref(%)"], metadata=md)
         self.log.event("ds2_eval_wer_corpus", record["wer_corpus(%)"], metadata=md)
         self.log.event("ds2_eval_cer", record["cer(%)"], metadata=md)
+        self.log.event("ds2_eval_utterances", record["utterances"], metadata=md)
+        if "loss_excluded" in record:
+            self.log.event("ds2_eval_loss", record.get("loss_ctc_nll_per_utt"), metadata=md)
+            self.log.event("ds2_eval_loss_excluded", record["loss_excluded"], metadata=md)
         self.log.end("eval_stop", metadata={"epoch_num": epoch})
-        self.log.end("block_stop", metadata={"first_epoch_num": epoch})
+        if "global_step" not in record:  # the epoch's own eval closes its block
+            self.log.end("block_stop", metadata={"first_epoch_num": epoch})
 
     def on_run_end(self, status: str, reason: str, summary: dict[str, Any]) -> None:
         if summary.get("throughput") is not None:

@@ -20,6 +20,24 @@ def _device_label(device: str) -> str:
     return accelerator_type() or "cpu"
 
 
+def _prepare_data(cfg) -> None:
+    """The offline data-preparation phase: corpus present, verified records up to date.
+
+    Runs before any run directory exists; decoding here (a new or changed
+    corpus) is data preparation, not part of a run. A run itself only reads
+    the manifests and their `.verified` records before `run_start`.
+    """
+    from harness.data.verify import prepare_for_run
+    from reference.data.manifest import ManifestError
+
+    _ensure_data(cfg)
+    try:
+        summary = prepare_for_run(cfg)
+    except (ValueError, RuntimeError, ManifestError) as err:
+        raise SystemExit(f"[harness] {cfg.name}: {err}") from None
+    print(f"[data] {cfg.name}: verified manifests, usable utterances {summary}", file=sys.stderr)
+
+
 def _ensure_data(cfg) -> None:
     root = Path(cfg.data.root)
     if cfg.data.corpus == "embedded":
@@ -132,6 +150,63 @@ def _shared_run_dir(runs: Path, cfg, spec: LaunchSpec, device: str, sub: Path) -
     return run_dir
 
 
+class _Refused(Exception):
+    """A run that must not start (message for the user; exit status 2)."""
+
+
+def _run_division(args: argparse.Namespace, cfg, cards: int) -> str:
+    """The division this run will log; refuses closed-pinned overrides of a closed benchmark.
+
+    Closed only when the submitter declares it (submission.yaml), the
+    benchmark defines it, and the run keeps every value the closed rules pin.
+    `--division open` (make DIVISION=open) runs a changed closed benchmark in
+    the open division instead. Decided before any run directory exists.
+    """
+    from harness.mlperf.pinned import closed_overrides
+    from harness.mlperf.submission import load_submission
+    from reference.config import load_config, resolve_cards
+
+    wanted = getattr(args, "division", None)
+    if wanted not in (None, "", "open", "closed"):
+        raise _Refused(f"--division must be open or closed (got {wanted!r})")
+    declared = load_submission(args.submission).division
+    if wanted == "open" or declared == "open" or cfg.division == "open":
+        if wanted == "closed":
+            who = (f"{args.submission} declares division: open" if declared == "open"
+                   else f"benchmark {cfg.name} defines no closed division")
+            raise _Refused(f"cannot run closed: {who}")
+        return "open"
+    changed = closed_overrides(resolve_cards(load_config(args.benchmark), cards), cfg)
+    if changed:
+        raise _Refused(
+            f"{cfg.name} is a closed-division benchmark and {args.submission} declares closed: "
+            f"the overrides change what the closed rules pin ({', '.join(changed)}). Run it as "
+            "open (make DIVISION=open / --division open) or drop those --set overrides")
+    return "closed"
+
+
+def _flush_cache(run_dir: Path, cfg, record: bool = True) -> None:
+    """Flush the dataset from the page cache; record how in description.json (cache_clear).
+
+    Every node flushes its own cache; only node 0 (`record`) writes the record
+    (the run directory is shared).
+    """
+    from harness.run.cache import flush_dataset
+    from reference.train.splits import resolve_manifest
+
+    manifests = [resolve_manifest(cfg, cfg.data.train_manifest),
+                 resolve_manifest(cfg, cfg.data.eval_manifest)]
+    result = flush_dataset(manifests)
+    print(f"[harness] cache_clear: {'done' if result['cleared'] else 'NOT done'} "
+          f"({result.get('method')}, {result.get('files')} files)", file=sys.stderr)
+    if not record:
+        return
+    desc_path = run_dir / "description.json"
+    desc = json.loads(desc_path.read_text()) if desc_path.is_file() else {}
+    desc["cache_clear"] = result
+    desc_path.write_text(json.dumps(desc, indent=1) + "\n")
+
+
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     from reference.config import ConfigError, load_config, resolve_cards
 
@@ -144,20 +219,41 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
             run_dir = args.resume
             if not (run_dir / "config.yaml").is_file():
                 raise SystemExit(f"[harness] {run_dir}: not a run directory (no config.yaml)")
+            from reference.config import load_config as _load
+
+            resumed_cfg = _load(run_dir / "config.yaml")
+            try:
+                _prepare_data(resumed_cfg)  # the records may need refreshing; outside the run
+            except SystemExit as err:
+                print(err, file=sys.stderr)
+                return 2
+            _flush_cache(run_dir, resumed_cfg)
             code = launch(spec, run_dir, resume=True, submission=args.submission)
             _print_summary(run_dir, code)
             return code
         overrides = list(args.overrides)
         base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
+        division = _run_division(args, base, spec.world_size)
+        if division == "open" and base.division == "closed":
+            overrides.append("division=open")  # what config.yaml, and so the log, will say
+            base.division = "open"
     except ConfigError as err:
         print(f"[harness] config error: {err}", file=sys.stderr)
+        return 2
+    except _Refused as err:
+        print(f"[harness] {err}", file=sys.stderr)
         return 2
     seed0 = base.train.seed
     if args.seed == "random":
         seed0 = secrets.randbelow(2**31)
     elif args.seed is not None:
         seed0 = int(args.seed)
-    _ensure_data(base)
+    try:
+        _prepare_data(base)
+    except SystemExit as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(f"[harness] {base.name}: {division} division", file=sys.stderr)
     device = _device_label(args.device)
     runs = args.runs
     worst = 0
@@ -169,6 +265,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         else:
             run_dir = create_run_dir(runs, cfg.name, spec.world_size, device, cfg.train.seed)
             _write_run_files(run_dir, cfg, spec, device, args.submission)
+        _flush_cache(run_dir, cfg, record=spec.node_rank == 0)
         print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
               f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
         code = launch(spec, run_dir, submission=args.submission)

@@ -32,6 +32,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _cache_cleared(run_dir: Path) -> bool:
+    """Whether the launcher really flushed the dataset before this run (description.json)."""
+    try:
+        desc = json.loads((run_dir / "description.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(isinstance(desc.get("cache_clear"), dict) and desc["cache_clear"].get("cleared"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     from harness.mlperf.hooks import MLPerfHooks
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     # A closed claim needs closed hyper-parameters: open if either side says open.
     if "open" in (cfg.division, sub.division):
         submission_keys["submission_division"] = "open"
-    hooks = MLPerfHooks(log, cfg, cards, submission_keys)
+    hooks = MLPerfHooks(log, cfg, cards, submission_keys, cache_cleared=_cache_cleared(run_dir))
     trainer = Trainer(cfg, run_dir, hooks=hooks, dist=dist, resume=args.resume,
                       preflight_workers=args.preflight_workers)
 
@@ -66,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     code = EXIT_ERROR
     failure = "worker error"
     try:
-        trainer.prepare_data()  # offline validation: before init_start, outside timing
+        trainer.prepare_data()  # manifests + verified records only: no audio before run_start
         hooks.log_init_start(resumed_from="checkpoint" if args.resume else None)
         trainer.setup()
         result = trainer.fit()

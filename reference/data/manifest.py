@@ -119,3 +119,20 @@ def write_jsonl(path: Path, utts: list[Utterance]) -> None:
                    "duration": u.duration}
             f.write(json.dumps(rec) + "\n")
     tmp.replace(path)
+
+
+def manifest_digest(utts: list[Utterance]) -> str:
+    """sha256 of a split's identity: its utterance ids and normalised transcripts.
+
+    Order- and location-independent (sorted by id; audio paths are not part of
+    it), so the same LibriSpeech dev set gives the same digest on any machine;
+    reads transcripts, never audio. Benchmarks pin it as `dataset.eval_digest`.
+    """
+    import hashlib
+
+    from reference.labels import normalize
+
+    h = hashlib.sha256()
+    for uid, text in sorted((u.id, normalize(u.read_text())) for u in utts):
+        h.update(f"{uid}\t{text}\n".encode("utf-8"))
+    return h.hexdigest()

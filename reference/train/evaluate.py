@@ -37,7 +37,8 @@ def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
     if dist.device.type == "cpu":
         torch.set_num_threads(threads or default_threads(1))
     tr = Trainer(cfg, Path(checkpoint).parent, dist=dist)
-    tr.eval = load_split(cfg, Path(cfg.data.eval_manifest), tr.run_dir, dist)
+    tr.eval = load_split(cfg, Path(cfg.data.eval_manifest), tr.run_dir, dist, role="eval",
+                         verified=False)  # an offline tool: decodes the files itself
     tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)
     tr.model.load_state_dict(state["model"])
     tr.ddp = tr.model

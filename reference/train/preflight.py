@@ -219,9 +219,20 @@ def _probe_chunk(chunk: list[Utterance], sample_rate: int, resample: bool,
     return [_probe(u, sample_rate, resample, downmix) for u in chunk]
 
 
+# Filters that may drop training utterances only. MLPerf allows dropping or
+# truncating training data, never evaluation data: an eval utterance that is
+# too long, quiet or CTC-infeasible is scored like any other (decoding works;
+# only its CTC loss would be infinite).
+TRAINING_ONLY = ("too_long", "silence", "ctc_infeasible")
+
+
 def _judge(u: Utterance, p: _Probe, feat: FeatureConfig, data: DataConfig,
-           augment: AugmentConfig | None) -> tuple[str, str] | None:
-    """Length, level and CTC checks on a successful probe; None = accepted."""
+           augment: AugmentConfig | None, training: bool = True) -> tuple[str, str] | None:
+    """Length, level and CTC checks on a successful probe; None = accepted.
+
+    `training=False` (an eval split) applies only the checks that make an
+    utterance unusable at all (`TRAINING_ONLY` filters are skipped).
+    """
     from reference.data.features import num_frames, stft_params  # imports torch: parent only
     from reference.model.deepspeech2 import output_frames
 
@@ -236,6 +247,8 @@ def _judge(u: Utterance, p: _Probe, feat: FeatureConfig, data: DataConfig,
     out = int(output_frames(frames))
     if out < 1:
         return "too_short", f"{dur:.3f} s gives {frames} feature frames, {out} model output frames"
+    if not training:
+        return None
     if dur > data.max_duration_s:
         return "too_long", f"{dur:.2f} s > max_duration_s {data.max_duration_s:g} s"
     if p.peak == 0:
@@ -415,4 +428,52 @@ def preflight(utts: list[Utterance], feat: FeatureConfig, data: DataConfig, work
             _save_cached(cache_file, key, rep)
         except OSError as err:  # a read-only cache dir must not fail the check itself
             print(f"preflight: cannot write cache {cache_file}: {err}", file=sys.stderr)
+    return rep
+
+
+def measure(utts: list[Utterance], feat: FeatureConfig, data: DataConfig, workers: int = 1,
+            progress: bool = False) -> list:
+    """Decode every utterance once: the facts a verified manifest stores (`verified.Facts`).
+
+    Hard errors (duplicate ... channels) are recorded with their code; the
+    length / level / CTC filters are not applied here (they depend on the
+    benchmark and on the split's role, see `judge_facts`).
+    """
+    from reference.train.verified import Facts
+
+    dup = _duplicates(utts)
+    facts: dict[int, Facts] = {i: Facts("duplicate", dup[i], 0, 0.0, 0.0, "") for i in dup}
+    todo = [i for i in range(len(utts)) if i not in dup]
+    start, next_pct = time.monotonic(), 10
+    for done, (i, p) in enumerate(_probes(todo, utts, feat, data, workers), 1):
+        text = labels.decode_ids(list(p.target)) if p.code is None else ""
+        facts[i] = Facts(p.code, p.detail, p.samples, p.peak, p.rms, text)
+        if progress and done * 100 >= next_pct * len(todo):
+            print(f"verify: {done}/{len(todo)} decoded ({100 * done // len(todo)}%), "
+                  f"{time.monotonic() - start:.1f} s", file=sys.stderr)
+            next_pct = 100 * done // len(todo) // 10 * 10 + 10
+    return [facts[i] for i in range(len(utts))]
+
+
+def judge_facts(utts: list[Utterance], facts: list, feat: FeatureConfig, data: DataConfig,
+                augment: AugmentConfig | None = None, training: bool = True) -> PreflightReport:
+    """The preflight verdicts from verified facts, without touching a file.
+
+    Same codes as `preflight`; `training=False` keeps every usable eval
+    utterance (see `TRAINING_ONLY`).
+    """
+    rep = PreflightReport()
+    for i, (u, f) in enumerate(zip(utts, facts)):
+        if f.code is not None:
+            rep.rejected.append(Rejection(i, u.id, str(u.audio), f.code, f.detail))
+            continue
+        target = tuple(labels.encode(f.text))
+        verdict = _judge(u, _Probe(samples=f.samples, peak=f.peak, rms=f.rms, target=target),
+                         feat, data, augment, training)
+        if verdict is None:
+            rep.accepted.append(i)
+            rep.durations[i] = f.samples / feat.sample_rate
+            rep.targets[i] = list(target)
+        else:
+            rep.rejected.append(Rejection(i, u.id, str(u.audio), *verdict))
     return rep

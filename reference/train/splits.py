@@ -1,18 +1,25 @@
-"""A data split ready to train or evaluate on: manifest read, every file preflighted.
+"""A data split ready to train or evaluate on, from its verified manifest.
 
-`load_split` is what `Trainer.prepare_data` (and `harness eval`) do before the
-timed region: read the manifest, decode and check every utterance (cached
-across runs by `reference.train.preflight`), and keep the accepted ones with their
-label ids, texts and durations. With several ranks only rank 0 decodes; the
-others wait for its marker and read the cached report, instead of every rank
-decoding the whole corpus at once on shared cores.
+`load_split` is what `Trainer.prepare_data` does before the timed region: read
+the manifest and its verified record (`reference.train.verified`, written by
+`make data` / `make verify` / `harness bench`'s preparation phase) and apply
+the filters from the recorded facts - no audio or transcript file is opened
+before `run_start`. Roles:
+
+* `train`: every check applies; what the filters drop is reported by reason
+  (`rejected_counts`, logged as `ds2_train_rejected`).
+* `eval`: never filtered (MLPerf allows dropping training data only). Every
+  utterance is scored; one that cannot be used at all (missing, corrupt,
+  wrong rate, ...) is an error of data preparation, not a silent drop.
+
+`verified=False` (the offline `harness eval` tool on any manifest) decodes the
+files itself instead.
 """
 from __future__ import annotations
 
 import json
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from reference.config import BenchmarkConfig
@@ -20,7 +27,11 @@ from reference.train.distributed import DistContext
 from reference.labels import decode_ids
 from reference.data.manifest import load_manifest
 
-PREFLIGHT_WAIT_S = 6 * 3600.0  # LibriSpeech's 280k files take minutes, not hours
+VERIFY_COMMAND = "make verify MANIFEST={manifest}"  # or `make data`, which verifies too
+
+
+class EvalSetError(ValueError):
+    """An eval utterance cannot be scored: the data preparation must be fixed."""
 
 
 @dataclass
@@ -30,6 +41,8 @@ class Split:
     targets: dict[int, list[int]]
     durations: dict[int, float]
     rejected: list
+    digest: str = ""  # ids + normalised transcripts (reference.data.manifest.manifest_digest)
+    rejected_counts: dict[str, int] = field(default_factory=dict)
 
 
 def resolve_manifest(cfg: BenchmarkConfig, name: str) -> Path:
@@ -37,41 +50,36 @@ def resolve_manifest(cfg: BenchmarkConfig, name: str) -> Path:
     return p if p.is_absolute() else Path(cfg.data.root) / p
 
 
-def wait_for(path: Path, what: str, limit_s: float = PREFLIGHT_WAIT_S) -> None:
-    """Poll for `path`; if rank 0 dies first, torchrun ends this process anyway."""
-    start = last = time.monotonic()
-    while not path.exists():
-        now = time.monotonic()
-        if now - start > limit_s:
-            raise TimeoutError(f"waited {limit_s:.0f} s for {what} ({path} never appeared)")
-        if now - last >= 60:
-            print(f"[train] still waiting for {what} ({now - start:.0f} s)", file=sys.stderr)
-            last = now
-        time.sleep(0.2)
+def load_split(cfg: BenchmarkConfig, manifest: Path, run_dir: Path | None = None,
+               dist: DistContext | None = None, workers: int = 1, role: str = "train",
+               verified: bool = True) -> Split:
+    """Read `manifest` (and its verified record) and apply the checks of `role`."""
+    from reference.train.preflight import judge_facts, measure
+    from reference.train.verified import read_verified, split_digest
 
-
-def load_split(cfg: BenchmarkConfig, manifest: Path, run_dir: Path, dist: DistContext,
-               workers: int = 1) -> Split:
-    """Read `manifest` and decode every file (offline validation, outside the timed region)."""
-    from reference.train.preflight import preflight, report_key
-
+    if role not in ("train", "eval"):
+        raise ValueError(f"role must be train or eval, got {role!r}")
     utts = load_manifest(manifest)
-    cache_dir = run_dir.parent / ".preflight-cache"
-    # The marker is named by the report's key, so a stale one cannot match.
-    marker = key = None
-    if dist.distributed:
-        key = report_key(utts, cfg.features, cfg.data)
-        marker = run_dir / f".preflight-{key[:24]}.done"
-        if not dist.is_main:
-            wait_for(marker, f"rank 0's data preflight of {manifest}")
-    rep = preflight(utts, cfg.features, cfg.data, workers=workers, cache_dir=cache_dir,
-                    progress=dist.is_main, key=key)
-    if marker is not None and dist.is_main:
-        marker.write_text(f"{len(rep.accepted)} accepted, {len(rep.rejected)} rejected\n")
+    if verified:
+        header, facts = read_verified(manifest, len(utts), cfg.features, cfg.data,
+                                      VERIFY_COMMAND.format(manifest=manifest))
+        digest = header.get("digest", "")
+    else:
+        facts = measure(utts, cfg.features, cfg.data, workers=workers)
+        digest = split_digest(utts, facts)
+    rep = judge_facts(utts, facts, cfg.features, cfg.data, training=role == "train")
+    if role == "eval" and rep.rejected:
+        shown = "; ".join(f"{r.id} ({r.code}: {r.detail})" for r in rep.rejected[:3])
+        raise EvalSetError(
+            f"{manifest}: {len(rep.rejected)} eval utterance(s) cannot be scored ({shown}"
+            f"{'; ...' if len(rep.rejected) > 3 else ''}). The eval set is scored whole, "
+            f"never filtered: fix the data (`{VERIFY_COMMAND.format(manifest=manifest)}` "
+            "lists them)")
     if not rep.accepted:
         raise ValueError(f"{manifest}: no usable utterances ({len(rep.rejected)} rejected)")
     texts = {i: decode_ids(rep.targets[i]) for i in rep.accepted}
-    return Split(utts, texts, rep.targets, rep.durations, rep.rejected)
+    counts = {k: v for k, v in rep.counts().items() if k not in ("accepted", "rejected", "total")}
+    return Split(utts, texts, rep.targets, rep.durations, rep.rejected, digest, counts)
 
 
 def write_rejected(run_dir: Path, splits: dict[str, Split]) -> None:

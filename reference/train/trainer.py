@@ -16,6 +16,7 @@ only at poll points (every `POLL_EVERY_STEPS` steps, log points, epoch end).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -36,6 +37,7 @@ from reference.train.distributed import DistContext, synchronize
 from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
+from reference.model.loss import ctc_per_utterance
 from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.splits import load_split, resolve_manifest, write_rejected
@@ -111,10 +113,11 @@ class Trainer:
     def prepare_data(self) -> dict[str, Any]:
         """Read manifests and validate every utterance (cached across runs)."""
         cfg, w = self.cfg, self.preflight_workers
+        # Reads the manifests and their verified records only: no audio before run_start.
         self.train = load_split(cfg, resolve_manifest(cfg, cfg.data.train_manifest), self.run_dir,
-                                self.dist, w)
+                                self.dist, w, role="train")
         self.eval = load_split(cfg, resolve_manifest(cfg, cfg.data.eval_manifest), self.run_dir,
-                               self.dist, w)
+                               self.dist, w, role="eval")
         if self.dist.is_main:
             write_rejected(self.run_dir, {"train": self.train, "eval": self.eval})
         return {"train_rejected": len(self.train.rejected), "eval_rejected": len(self.eval.rejected)}
@@ -162,6 +165,8 @@ class Trainer:
             "parameters": count_parameters(self.model),
             "train_samples": len(self.train.durations),
             "eval_samples": len(self.eval.durations),
+            "train_rejected": self.train.rejected_counts,
+            "eval_digest": self.eval.digest,
             "global_batch": self.batches.global_batch,
             "steps_per_epoch": self.batches.steps_per_epoch,
             "dropped_per_epoch": self.batches.dropped_per_epoch,
@@ -412,7 +417,7 @@ class Trainer:
         self._sync_buffers()
         mine = eval_batches(self.eval.durations, self.cfg.data.eval_batch, self.dist.rank,
                             self.dist.world_size)
-        errors = []
+        errors, losses = [], []
         with torch.no_grad():
             for batch in self.eval_loader.iterate(mine):
                 if batch is None:
@@ -422,8 +427,21 @@ class Trainer:
                     logits, out_lens = self.model(feats, frames)
                 for idx, hyp in zip(batch.indices, greedy_decode(logits.float(), out_lens)):
                     errors.append(utterance_errors(idx, self.eval.texts[idx], hyp))
+                # The eval set is not filtered: a CTC-infeasible utterance (target longer
+                # than the output) is decoded and scored, only its loss is infinite.
+                per_utt = ctc_per_utterance(logits, out_lens.to(logits.device),
+                                            batch.targets.to(logits.device),
+                                            batch.target_lengths.to(logits.device))
+                losses.extend(zip(batch.indices, per_utt.double().cpu().tolist()))
         gathered = [e for part in self.dist.all_gather_object(errors) for e in part]
-        return summarize(gathered)
+        all_losses = sorted(x for part in self.dist.all_gather_object(losses) for x in part)
+        finite = [v for _, v in all_losses if math.isfinite(v)]
+        out = summarize(gathered)
+        # Mean CTC NLL per utterance over the utterances where it is finite; how many
+        # were left out of that mean (never out of the WER) is reported next to it.
+        out["loss_ctc_nll_per_utt"] = sum(finite) / len(finite) if finite else None
+        out["loss_excluded"] = len(all_losses) - len(finite)
+        return out
 
     def _warm_up(self) -> None:
         """On an accelerator: one step at the longest batch, undone (reference/train/warmup.py).

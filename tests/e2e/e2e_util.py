@@ -25,6 +25,7 @@ def harness_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
+    env["DS2BENCH_DROP_CACHES"] = "0"  # flush only the test corpus, not the shared host's cache
     return env
 
 

@@ -46,10 +46,31 @@ def test_log_sequence_and_status(single_run):
     assert platform == "1xCPU"
 
 
-def test_compliance_check_passes(single_run):
+def test_compliance_check(single_run, mini_corpus, tmp_path):
+    """Against tiny's definition only its identity rules fail (target 100, a 64-utterance
+    slice of the corpus); against a definition of this slice the real log passes."""
+    import yaml
+
+    from harness.mlperf.compliance.generate import identity_section
+    from reference.config import load_config
+
     _, run_dir = single_run
-    proc = subprocess.run([sys.executable, "-m", "harness", "check", "--log",
-                           str(run_dir / "mlperf.log")], cwd=REPO, env=harness_env(),
+    cmd = [sys.executable, "-m", "harness", "check", "--log", str(run_dir / "mlperf.log")]
+    proc = subprocess.run(cmd, cwd=REPO, env=harness_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and proc.stdout.startswith("FAIL"), proc.stdout + proc.stderr
+    failures = proc.stdout.split(": ", 1)[1].strip().split("; ")
+    expected = ("requires ds2_target_wer 23.0", "requires train_samples 3000",
+                "requires eval_samples 200", "requires the eval set of benchmarks/tiny.yaml",
+                "requires its whole train manifest of 3000")
+    assert len(failures) == len(expected) and all(
+        any(e in f for f in failures) for e in expected), failures
+    raw = load_config("tiny").to_dict()
+    raw["train"]["target_wer"] = 100.0
+    raw.update(yaml.safe_load(identity_section(mini_corpus / "train.jsonl",
+                                               mini_corpus / "dev.jsonl")))
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))
+    proc = subprocess.run(cmd + ["--benchmarks", str(tmp_path)], cwd=REPO, env=harness_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("PASS")

@@ -148,7 +148,7 @@ def test_resumed_run_keeps_its_epochs_but_has_no_time_to_train(tmp_path: Path) -
 
 
 def test_target_less_fixed_epoch_run_counts_for_throughput_only(tmp_path: Path) -> None:
-    make_run_dir(tmp_path / "runs", "seedrepro-16xCPU-s1", cards=16, bench="seedrepro",
+    make_run_dir(tmp_path / "runs", "seedrepro-16xCPU-s1", cards=16, bench="cambricon_mlu370x8_16",
                  target=None, loss="seed_raw_logits", epochs=10, status="aborted",
                  wers=tuple(90.0 - 3 * i for i in range(10)), throughput=300.0)
     rep = build_report(tmp_path / "runs", tmp_path / "out", make_plots=False)

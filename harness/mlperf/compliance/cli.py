@@ -1,8 +1,10 @@
-"""Check many logs: directory walking, the seed rule, and `python -m harness check`.
+"""Check many logs: directory walking, the set rules, and `python -m harness check`.
 
 `python -m harness check [--log FILE_OR_DIR ...]` (default: $RUNS or `runs`)
-prints one verdict line per log, `PASS path` or `FAIL path: rule; rule`, then
-the seed rule across runs, and exits 1 if anything failed.
+prints one verdict line per log, `PASS path` or `FAIL path: rule; rule`, then,
+when the logs come from more than one run directory, one verdict on them as a
+submission set (`check_set`): `SET PASS ...` or `SET FAIL ...: problem; ...`.
+Exit status 1 if anything failed.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def find_logs(directory: Path) -> list[Path]:
     return sorted(found)
 
 
-def check_paths(paths_or_dirs: list[Path]) -> list[CheckResult]:
+def check_paths(paths_or_dirs: list[Path], benchmarks_dir: Path | None = None) -> list[CheckResult]:
     """Check files as given and every log found under directories.
 
     A missing path, or a directory without any log, is a failed result (so
@@ -37,9 +39,9 @@ def check_paths(paths_or_dirs: list[Path]) -> list[CheckResult]:
             if not logs:
                 results.append(CheckResult(item, False, [
                     "no mlperf.log or mlperf.resume*.log found under this directory"]))
-            results.extend(check_log(p) for p in logs)
+            results.extend(check_log(p, benchmarks_dir) for p in logs)
         else:
-            results.append(check_log(item))
+            results.append(check_log(item, benchmarks_dir))
     return results
 
 
@@ -63,6 +65,65 @@ def check_seeds_differ(results: list[CheckResult]) -> list[str]:
     return problems
 
 
+def _runs(results: list[CheckResult]) -> dict[Path, list[CheckResult]]:
+    """Run directory -> its logs (mlperf.log and mlperf.resume<k>.log are one run)."""
+    runs: dict[Path, list[CheckResult]] = defaultdict(list)
+    for r in results:
+        runs[Path(r.path).parent].append(r)
+    return dict(runs)
+
+
+def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) -> list[str]:
+    """Judge the runs of `results` as one submission set; the problems, [] when it is one.
+
+    A set is judged as MLPerf judges a submission: every run of the same
+    benchmark definition (`ds2_benchmark`), division and platform, with the
+    same configuration (every logged setting before init_stop except the
+    seed), distinct seeds, and at least the benchmark's
+    `scoring.required_runs` runs. Non-compliant logs are reported by
+    `check_log`; here they still count as runs of the set (a failed run is a
+    run that did not converge, it does not vanish). `results` come from
+    `check_paths`, `check_log` or `results/`.
+    """
+    from harness.mlperf.compliance.generate import BENCHMARKS_DIR, benchmark_definitions
+
+    runs = _runs([r for r in results if r.path.is_file()])
+    if not runs:
+        return ["no runs to judge as a set"]
+    # A run is described by its first log (the resumed attempts repeat it).
+    first = {d: sorted(logs, key=lambda r: r.path.name != "mlperf.log")[0]
+             for d, logs in runs.items()}
+    problems = []
+    kinds = {(r.benchmark_name, r.division, r.platform) for r in first.values()}
+    if len(kinds) > 1:
+        shown = "; ".join(f"{b} {d} on {p}" for b, d, p in sorted(kinds, key=repr))
+        problems.append(f"a set is one benchmark, division and platform; these runs mix {shown}")
+    elif len({r.config for r in first.values()}) > 1:
+        by_config: dict[str | None, list[str]] = defaultdict(list)
+        for d, r in sorted(first.items()):
+            by_config[r.config].append(d.name)
+        shown = " vs ".join(", ".join(names) for names in by_config.values())
+        problems.append(f"runs of one set must share their configuration (all but the seed); "
+                        f"these differ: {shown}")
+    by_seed: dict[str, list[str]] = defaultdict(list)
+    for d, r in sorted(first.items()):
+        by_seed[repr(r.seed)].append(d.name)
+    for seed, names in sorted(by_seed.items()):
+        if len(names) > 1:
+            problems.append(f"seed {seed} is used by {len(names)} runs ({', '.join(names)}); "
+                            "runs of one set must use different seeds")
+    names = {r.benchmark_name for r in first.values()}
+    if len(names) == 1:
+        (name,) = names
+        cfg = benchmark_definitions(benchmarks_dir or BENCHMARKS_DIR).get(name)
+        if cfg is None:
+            problems.append(f"ds2_benchmark {name!r} has no definition, so no required run count")
+        elif len(runs) < cfg.scoring.required_runs:
+            problems.append(f"{name} needs {cfg.scoring.required_runs} runs per set "
+                            f"(scoring.required_runs), found {len(runs)}")
+    return problems
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness check",
@@ -70,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log", action="append", type=Path, metavar="FILE_OR_DIR",
                    help="a log file or a directory searched recursively for mlperf.log and "
                         "mlperf.resume*.log (repeatable; default: $RUNS or ./runs)")
+    p.add_argument("--benchmarks", type=Path, default=None, metavar="DIR",
+                   help="benchmark definitions the rules are generated from (default: benchmarks/)")
     return p
 
 
@@ -77,10 +140,15 @@ def main(argv: list[str]) -> int:
     """Entry point of `python -m harness check`; returns the exit status."""
     args = _parser().parse_args(argv)
     targets = args.log or [Path(os.environ.get("RUNS") or "runs")]
-    results = check_paths(targets)
+    results = check_paths(targets, args.benchmarks)
     for r in results:
         print(f"PASS {r.path}" if r.ok else f"FAIL {r.path}: {'; '.join(r.failures)}")
-    seed_problems = check_seeds_differ(results)
-    for problem in seed_problems:
-        print(f"FAIL seeds: {problem}")
-    return 0 if results and all(r.ok for r in results) and not seed_problems else 1
+    set_problems: list[str] = []
+    runs = _runs([r for r in results if r.path.is_file()])
+    if len(runs) > 1:  # one log or one run directory is a run, not a set
+        where = " ".join(map(str, targets))
+        set_problems = check_set(results, args.benchmarks)
+        print(f"SET FAIL {where}: {'; '.join(set_problems)}" if set_problems else
+              f"SET PASS {where}: {len(runs)} runs, one benchmark and configuration, "
+              "distinct seeds")
+    return 0 if results and all(r.ok for r in results) and not set_problems else 1

@@ -24,60 +24,82 @@ REFERENCE_HPARAMS: dict[str, Any] = {
     C.OPT_GRADIENT_CLIP_NORM: 400.0,
 }
 
+_FAKE_DIGEST = "0" * 64  # for benchmarks that pin no eval digest
 
-def write_valid_log(path: Path, *, division: str = "open", wers: tuple[float, ...] = (48.0, 31.5, 22.0),
-                    target_wer: float = 23.0, status: str = "success", seed: int = 1,
-                    cards: int = 1, batch_per_card: int = 8, platform: str | None = None,
+
+def write_valid_log(path: Path, *, benchmark: str = "mlcommons_v05", division: str = "open",
+                    wers: tuple[float, ...] = (48.0, 31.5, 22.0), status: str = "success",
+                    seed: int = 1, cards: int = 1, platform: str | None = None,
+                    overrides: tuple[str, ...] = (), rejected: dict[str, int] | None = None,
+                    mid_epoch_evals: dict[int, list[tuple[int, float]]] | None = None,
+                    resumed_from_epoch: int | None = None, cache_cleared: bool = True,
                     **values: Any) -> Path:
-    """Write a compliant log (one epoch per entry of `wers`); return `path`.
+    """Write a compliant log of `benchmark` (one epoch per entry of `wers`); return `path`.
 
-    `values` override any logged value by key name, e.g. `opt_name="adam"`.
+    The log is produced the way a run produces it: the real `MLPerfHooks`
+    (harness/mlperf/hooks.py) driven with the trainer's event sequence, over
+    the real `MLPerfLogger`. `overrides` are config overrides (`train.epochs=3`);
+    `values` then replace logged values by key name, e.g. `opt_name="adam"`.
+    `mid_epoch_evals` {epoch: [(steps into the epoch, WER), ...]} adds evals
+    inside epochs (benchmarks with `train.eval_every_samples`).
     """
-    def v(key: str, default: Any) -> Any:
-        return values.get(key, default)
+    from harness.mlperf.hooks import MLPerfHooks
+    from reference.config import load_config, resolve_cards
 
+    cfg = resolve_cards(load_config(benchmark, [*overrides, f"train.seed={seed}"]), cards)
+    submission = {
+        C.SUBMISSION_BENCHMARK: M.BENCHMARK_NAME,
+        C.SUBMISSION_ORG: "ds2bench",
+        C.SUBMISSION_DIVISION: division,
+        C.SUBMISSION_STATUS: "research",
+        C.SUBMISSION_PLATFORM: platform or f"{cards}xCPU",
+    }
     log = M.MLPerfLogger(path, rank=0, barrier=lambda: None)
-    log.event(C.CACHE_CLEAR, True)
-    log.start(C.INIT_START)
-    log.event(C.SUBMISSION_BENCHMARK, v(C.SUBMISSION_BENCHMARK, M.BENCHMARK_NAME))
-    log.event(C.SUBMISSION_ORG, v(C.SUBMISSION_ORG, "ds2bench"))
-    log.event(C.SUBMISSION_DIVISION, division)
-    log.event(C.SUBMISSION_STATUS, v(C.SUBMISSION_STATUS, "research"))
-    log.event(C.SUBMISSION_PLATFORM, platform or f"{cards}xCPU")
-    log.event(C.SEED, seed)
-    log.event(C.GLOBAL_BATCH_SIZE, v(C.GLOBAL_BATCH_SIZE, cards * batch_per_card))
-    for key, default in REFERENCE_HPARAMS.items():
-        log.event(key, v(key, default))
-    log.event(M.DS2_BATCH_PER_CARD, batch_per_card)
-    log.event(M.DS2_CARDS, cards)
-    log.event(M.DS2_RNN_TYPE, "gru")
-    log.event(M.DS2_RNN_HIDDEN, v(M.DS2_RNN_HIDDEN, 2560))
-    log.event(M.DS2_RNN_LAYERS, v(M.DS2_RNN_LAYERS, 3))
-    log.event(M.DS2_BIDIRECTIONAL, v(M.DS2_BIDIRECTIONAL, False))
-    log.event(M.DS2_CONV_CHANNELS, v(M.DS2_CONV_CHANNELS, 32))
-    log.event(M.DS2_LOSS_DEFINITION, "ctc_nll")
-    log.event(M.DS2_TARGET_WER, target_wer)
-    log.event(C.TRAIN_SAMPLES, v(C.TRAIN_SAMPLES, 480))
-    log.event(C.EVAL_SAMPLES, v(C.EVAL_SAMPLES, 64))
-    log.end(C.INIT_STOP)
-    log.run_start()
-    log.event(M.DS2_SEED_LOSS_AT_INIT, -0.344)
-    for epoch, wer in enumerate(wers, start=1):
-        log.start(C.BLOCK_START, metadata={C.FIRST_EPOCH_NUM: epoch, C.EPOCH_COUNT: 1})
-        log.start(C.EPOCH_START, metadata={C.EPOCH_NUM: epoch})
-        log.event(M.DS2_TRAIN_LOSS, 150.0 / epoch, metadata={C.EPOCH_NUM: epoch})
-        log.event(M.DS2_SEED_LOSS, -0.3, metadata={C.EPOCH_NUM: epoch})
-        log.event(M.DS2_THROUGHPUT, 12.5, metadata={C.EPOCH_NUM: epoch, "unit": "utt/s"})
-        log.end(C.EPOCH_STOP, metadata={C.EPOCH_NUM: epoch})
-        log.start(C.EVAL_START, metadata={C.EPOCH_NUM: epoch})
-        log.event(C.EVAL_ACCURACY, wer, metadata={C.EPOCH_NUM: epoch, C.SAMPLES_COUNT: 480 * epoch})
-        log.event(M.DS2_EVAL_WER_CORPUS, wer * 0.9, metadata={C.EPOCH_NUM: epoch})
-        log.event(M.DS2_EVAL_CER, wer / 3, metadata={C.EPOCH_NUM: epoch})
-        log.end(C.EVAL_STOP, metadata={C.EPOCH_NUM: epoch})
-        log.end(C.BLOCK_STOP, metadata={C.FIRST_EPOCH_NUM: epoch})
-    log.event(M.DS2_RUN_THROUGHPUT, 12.0, metadata={"unit": "utt/s"})
-    log.run_stop(status, None if status == "success" else "test abort")
+    hooks = MLPerfHooks(log, cfg, cards, submission, cache_cleared=cache_cleared)
+    rejected = dict(rejected or {})
+    ds = cfg.dataset
+    train_total = ds.train_utterances or 480
+    eval_total = ds.eval_utterances or 64
+    train_samples = train_total - sum(rejected.values())
+    gb = hooks.global_batch
+    steps = train_samples // gb
+    hooks.log_init_start(resumed_from="checkpoint" if resumed_from_epoch else None)
+    hooks.on_setup_done({"train_samples": train_samples, "eval_samples": eval_total,
+                         "train_rejected": rejected, "eval_digest": ds.eval_digest or _FAKE_DIGEST,
+                         "parameters": 1000, "steps_per_epoch": steps,
+                         "dropped_per_epoch": train_samples - steps * gb})
+    hooks.on_run_start()
+    if not resumed_from_epoch:
+        hooks.on_init_loss({"seed_loss": -0.344, "ctc_nll_per_utt": 168.8})
+    first = resumed_from_epoch or 1
+
+    def evaluate(epoch: int, wer: float, global_step: int | None) -> None:
+        hooks.on_eval_start(epoch)
+        rec = {"wer_ref(%)": wer, "wer_corpus(%)": wer * 0.9, "cer(%)": wer / 3,
+               "utterances": eval_total}
+        if global_step is not None:
+            rec["global_step"] = global_step
+        hooks.on_eval_end(epoch, rec)
+
+    for epoch, wer in enumerate(wers, start=first):
+        hooks.on_epoch_start(epoch)
+        for k, mid_wer in (mid_epoch_evals or {}).get(epoch, []):
+            evaluate(epoch, mid_wer, (epoch - 1) * steps + k)
+        hooks.on_epoch_end(epoch, {"samples": steps * gb, "global_step": epoch * steps,
+                                   "loss_ctc_nll_per_utt": 150.0 / epoch,
+                                   "loss_ctc_nll_per_char": 5.0 / epoch,
+                                   "seed_loss_last_iter": -0.3, "throughput(utt/s)": 12.5,
+                                   "skipped_steps": 0})
+        evaluate(epoch, wer, None)
+    hooks.on_run_end(status, "target reached" if status == "success" else "test abort",
+                     {"throughput": 12.0, "skipped_steps": 0})
     log.close()
+    if values:
+        recs = read_records(path)
+        for r in recs:
+            if r["key"] in values:
+                r["value"] = values[r["key"]]
+        write_records(path, recs)
     return path
 
 

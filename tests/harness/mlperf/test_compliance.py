@@ -11,7 +11,7 @@ from logfactory import find, read_records, write_records, write_valid_log
 from mlperf_logging.mllog import constants as C
 
 from harness.mlperf import log as M
-from harness.mlperf.compliance import check_log, check_paths, check_seeds_differ, main
+from harness.mlperf.compliance import check_log, check_paths, check_seeds_differ, check_set, main
 
 Records = list[dict[str, Any]]
 
@@ -41,12 +41,15 @@ def test_valid_multi_card_and_single_epoch_logs_pass(tmp_path: Path) -> None:
 
 
 def test_a_resumed_attempt_starting_at_a_later_epoch_passes(tmp_path: Path, valid: Records) -> None:
+    resumed = write_valid_log(tmp_path / "mlperf.resume1.log", resumed_from_epoch=4)
+    assert check_log(resumed).failures == []
+    # The same epochs 4..6 without ds2_resumed_from: epochs 1..3 are missing.
     recs = copy.deepcopy(valid)
-    for r in recs:  # renumber epochs 1..3 -> 4..6
+    for r in recs:
         for field in (C.EPOCH_NUM, C.FIRST_EPOCH_NUM):
             if field in r["metadata"]:
                 r["metadata"][field] += 3
-    assert _check(tmp_path, recs) == []
+    assert any("epochs must be numbered 1, 2, 3" in f for f in _check(tmp_path, recs))
 
 
 def _drop(key: str) -> Callable[[Records], None]:
@@ -170,30 +173,241 @@ def test_mutant_fails_with_its_rule(name: str, valid: Records, tmp_path: Path) -
     assert any(rule in f for f in failures), f"{name}: {failures}"
 
 
+# Logged value changed -> the closed rule it breaks, with the reference value
+# written out here by hand (not taken from the generator under test).
 CLOSED_DEVIATIONS = {
-    "ds2_batch_per_card": ({"batch_per_card": 4}, "ds2_batch_per_card 8"),
-    "opt_name": ({C.OPT_NAME: "adamw"}, "opt_name sgd"),
-    "opt_base_learning_rate": ({C.OPT_BASE_LR: 4e-4}, "opt_base_learning_rate 1e-4"),
-    "opt_momentum": ({M.OPT_MOMENTUM: 0.95}, "opt_momentum 0.9"),
-    "opt_nesterov": ({M.OPT_NESTEROV: False}, "opt_nesterov true"),
-    "opt_weight_decay": ({C.OPT_WEIGHT_DECAY: 1e-5}, "opt_weight_decay 0"),
-    "opt_gradient_clip_norm": ({C.OPT_GRADIENT_CLIP_NORM: 1.0}, "opt_gradient_clip_norm 400"),
-    "opt_learning_rate_decay_factor": ({C.OPT_LR_DECAY_FACTOR: 1.0},
-                                       "opt_learning_rate_decay_factor 1.1"),
-    "ds2_rnn_hidden": ({M.DS2_RNN_HIDDEN: 256}, "ds2_rnn_hidden 2560"),
-    "ds2_rnn_layers": ({M.DS2_RNN_LAYERS: 2}, "ds2_rnn_layers 3"),
-    "ds2_bidirectional": ({M.DS2_BIDIRECTIONAL: True}, "ds2_bidirectional false"),
-    "ds2_conv_channels": ({M.DS2_CONV_CHANNELS: 16}, "ds2_conv_channels 32"),
+    "ds2_batch_per_card": (4, "8"),
+    "opt_name": ("adamw", "'sgd'"),
+    "opt_base_learning_rate": (4e-4, "0.0001"),
+    "opt_momentum": (0.95, "0.9"),
+    "opt_nesterov": (False, "True"),
+    "opt_weight_decay": (1e-5, "0.0"),
+    "opt_gradient_clip_norm": (1.0, "400.0"),
+    "opt_learning_rate_decay_factor": (1.0, "1.1"),
+    "ds2_lr_scaling": ("linear", "'none'"),
+    "ds2_rnn_type": ("lstm", "'gru'"),
+    "ds2_rnn_hidden": (256, "2560"),
+    "ds2_rnn_layers": (2, "3"),
+    "ds2_bidirectional": (True, "False"),
+    "ds2_rnn_batch_norm": (False, "True"),
+    "ds2_conv_channels": (16, "32"),
+    "ds2_loss_definition": ("seed_raw_logits", "'ctc_nll'"),
+    "ds2_max_epochs": (20, "10"),
+    "ds2_max_duration_s": (5.0, "16.7"),
+    "ds2_augmentation": (False, "True"),
+    "ds2_augmentation_params": ({"tempo": [1.0, 1.0], "gain_db": [0.0, 0.0]},
+                                "{'tempo': [0.85, 1.15], 'gain_db': [-6.0, 8.0]}"),
+    "ds2_sortagrad": (False, "True"),
+    "ds2_features": ({"sample_rate": 8000, "window_ms": 20.0, "hop_ms": 10.0, "window": "hamming"},
+                     "{'sample_rate': 16000"),
 }
 
 
 @pytest.mark.parametrize("key", sorted(CLOSED_DEVIATIONS))
 def test_closed_claim_needs_reference_hyperparameters(key: str, tmp_path: Path) -> None:
-    change, rule = CLOSED_DEVIATIONS[key]
-    failures = check_log(write_valid_log(tmp_path / "c.log", division="closed", **change)).failures
-    assert any(f"closed division requires {rule}" in f for f in failures), failures
-    # ... while the open division accepts the same run.
-    assert check_log(write_valid_log(tmp_path / "o.log", division="open", **change)).ok
+    changed, ref = CLOSED_DEVIATIONS[key]
+    assert check_log(write_valid_log(tmp_path / "ok.log", division="closed")).ok
+    failures = check_log(write_valid_log(tmp_path / "c.log", division="closed",
+                                         **{key: changed})).failures
+    assert any(f"mlcommons_v05 (closed) requires {key} {ref}" in f for f in failures), failures
+    # ... while the open division accepts the same run (batch: only its arithmetic).
+    open_failures = check_log(write_valid_log(tmp_path / "o.log", division="open",
+                                              **{key: changed})).failures
+    assert [f for f in open_failures if "requires" in f] == [], open_failures
+
+
+def _renumber(mapping: dict[int, int]) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        for r in recs:
+            for f in (C.EPOCH_NUM, C.FIRST_EPOCH_NUM):
+                if r["metadata"].get(f) in mapping:
+                    r["metadata"][f] = mapping[r["metadata"][f]]
+    return mutate
+
+
+def _drop_eval(nth: int) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        start, stop = find(recs, C.EVAL_START, nth), find(recs, C.EVAL_STOP, nth)
+        del recs[start:stop + 1]
+    return mutate
+
+
+def _time(key: str, ms: float, nth: int = 0) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        recs[find(recs, key, nth)]["time_ms"] += ms
+    return mutate
+
+
+def _flatten_time(recs: Records) -> None:
+    """Every record from run_start on at run_start's time: a zero time to train."""
+    t0 = recs[find(recs, C.RUN_START)]["time_ms"]
+    for r in recs[find(recs, C.RUN_START):]:
+        r["time_ms"] = t0
+
+
+def _meta_add(key: str, field: str, delta: int, nth: int = 0) -> Callable[[Records], None]:
+    def mutate(recs: Records) -> None:
+        recs[find(recs, key, nth)]["metadata"][field] += delta
+    return mutate
+
+
+# Damage the issue names (structure, identity, filters) -> the rule that rejects it.
+STRUCTURE_MUTANTS: dict[str, tuple[Callable[[Records], None], str]] = {
+    "epochs 1, 3, 5": (_renumber({2: 3, 3: 5}), "epochs must be numbered 1, 2, 3"),
+    "an epoch repeated": (_renumber({3: 2}), "epoch_num must increase"),
+    "first epoch is 2 without a resume": (_renumber({1: 2, 2: 3, 3: 4}),
+                                          "epochs must be numbered 1, 2, 3"),
+    "epoch without its eval": (_drop_eval(0), "every epoch must be followed by its evaluation"),
+    "last epoch without its eval": (_drop_eval(-1), "the last epoch must be followed by its evaluation"),
+    "block left open": (lambda r: r.pop(find(r, C.BLOCK_STOP, -1)), "must be closed before run_stop"),
+    "eval left open": (lambda r: r.pop(find(r, C.EVAL_STOP, -1)), "must be closed before run_stop"),
+    "epoch left open at run_stop": (_after(C.EPOCH_STOP, C.RUN_STOP), "logged after run_stop"),
+    "a timestamp going backwards": (_time(C.EPOCH_START, -10**6, 1), "timestamps must not go backwards"),
+    "run_stop earlier than run_start": (_time(C.RUN_STOP, -10**9), "timestamps must not go backwards"),
+    "zero time to train": (_flatten_time, "run_stop must come after run_start in time"),
+    "epoch samples_count off by a batch": (_meta_add(C.EPOCH_STOP, C.SAMPLES_COUNT, 8),
+                                           "epoch_stop samples_count must equal the samples trained"),
+    "eval samples_count not the trained samples": (
+        _meta_add(C.EVAL_ACCURACY, C.SAMPLES_COUNT, -8, 1),
+        "eval_accuracy samples_count must equal the samples trained so far"),
+    "eval without samples_count": (_set(C.EVAL_ACCURACY, drop_meta=C.SAMPLES_COUNT),
+                                   "needs an integer metadata.samples_count"),
+    "steps per epoch do not add up to train_samples": (
+        _set(M.DS2_STEPS_PER_EPOCH if hasattr(M, "DS2_STEPS_PER_EPOCH") else "ds2_steps_per_epoch", 100),
+        "must equal train_samples"),
+    "eval scored a part of the eval set": (_set("ds2_eval_utterances", 5000, nth=1),
+                                           "every evaluation must score the whole eval set"),
+    "eval without its utterance count": (lambda r: r.pop(find(r, "ds2_eval_utterances", 1)),
+                                         "every eval_accuracy needs its ds2_eval_utterances"),
+    "eval set shrunk": (_set(C.EVAL_SAMPLES, 64), "requires eval_samples 5567"),
+    "train set shrunk": (_set(C.TRAIN_SAMPLES, 480), "requires its whole train manifest of 281241"),
+    "rejections hidden": (_set("ds2_train_rejected", {"too_long": 0}),
+                          "ds2_train_rejected must map each reason to a positive count"),
+    "target moved to 100 (WER 99 after one epoch)": (
+        lambda r: (_set(M.DS2_TARGET_WER, 100.0)(r), _set(C.EVAL_ACCURACY, 99.0)(r)),
+        "(open) requires ds2_target_wer 23.0"),
+    "eval schedule changed": (_set("ds2_eval_every_samples", 1000), "requires ds2_eval_every_samples 0"),
+    "unknown benchmark": (_set("ds2_benchmark", "mlcommons_v06"), "is not a benchmark definition"),
+    "no eval digest": (_drop("ds2_eval_digest"), "ds2_eval_digest: required exactly once, found 0"),
+    "no benchmark named": (_drop("ds2_benchmark"), "ds2_benchmark: required exactly once, found 0"),
+    "cache_clear not a boolean": (_set(C.CACHE_CLEAR, "yes"), "cache_clear must be true or false"),
+    "resumed_from after init_stop": (
+        lambda r: r.insert(find(r, C.RUN_START), {**r[find(r, C.SEED)], "key": "ds2_resumed_from",
+                                                   "value": "checkpoint"}),
+        "ds2_resumed_from must be logged before init_stop"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURE_MUTANTS))
+def test_structure_mutant_fails_with_its_rule(name: str, valid: Records, tmp_path: Path) -> None:
+    assert _check(tmp_path, copy.deepcopy(valid)) == []  # passes without the damage
+    mutate, rule = STRUCTURE_MUTANTS[name]
+    recs = copy.deepcopy(valid)
+    mutate(recs)
+    failures = _check(tmp_path, recs)
+    assert any(rule in f for f in failures), f"{name}: {failures}"
+
+
+def test_training_after_the_target_was_reached_fails(tmp_path: Path) -> None:
+    failures = check_log(write_valid_log(tmp_path / "m.log", wers=(48.0, 22.0, 21.0))).failures
+    assert any("training went on after an evaluation reached the target" in f
+               for f in failures), failures
+    assert check_log(write_valid_log(tmp_path / "ok.log", wers=(48.0, 22.0))).ok
+
+
+def test_closed_needs_a_real_cache_flush_and_a_closed_benchmark(tmp_path: Path) -> None:
+    failures = check_log(write_valid_log(tmp_path / "c.log", division="closed",
+                                         cache_cleared=False)).failures
+    assert any("closed division requires cache_clear true" in f for f in failures), failures
+    assert check_log(write_valid_log(tmp_path / "o.log", cache_cleared=False)).ok
+    tiny = write_valid_log(tmp_path / "t.log", benchmark="tiny", division="closed", wers=(30.0, 22.0))
+    assert any("benchmark tiny defines no closed division" in f
+               for f in check_log(tiny).failures), check_log(tiny).failures
+    assert check_log(write_valid_log(tmp_path / "t2.log", benchmark="tiny", wers=(30.0, 22.0))).ok
+
+
+def test_tiny_pins_its_eval_set_and_train_manifest(tmp_path: Path) -> None:
+    ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny", wers=(22.0,))
+    assert check_log(ok).failures == []
+    # Filters that drop what tiny's do not: accounted for, but not tiny's training set.
+    filtered = write_valid_log(tmp_path / "f.log", benchmark="tiny", wers=(22.0,),
+                               rejected={"too_long": 3, "silence": 1})
+    failures = check_log(filtered).failures
+    assert any("tiny requires train_samples 3000" in f for f in failures), failures
+    assert not any("whole train manifest" in f for f in failures), failures
+    recs = read_records(ok)
+    recs[find(recs, "ds2_eval_digest")]["value"] = "f" * 64
+    failures = _check(tmp_path, recs)
+    assert any("tiny requires the eval set of benchmarks/tiny.yaml" in f for f in failures), failures
+    recs = read_records(filtered)
+    recs[find(recs, "ds2_train_rejected")]["value"] = {"too_long": 3}  # one rejection unaccounted
+    failures = _check(tmp_path, recs)
+    assert any("requires its whole train manifest of 3000" in f for f in failures), failures
+
+
+def _eval_every_benchmarks(tmp_path: Path, every: int) -> Path:
+    import yaml
+
+    from reference.config import load_config
+
+    d = tmp_path / "benchmarks"
+    d.mkdir()
+    raw = load_config("tiny").to_dict()
+    raw["name"], raw["train"]["eval_every_samples"] = "tiny_evalpoints", every
+    (d / "tiny_evalpoints.yaml").write_text(yaml.safe_dump(raw))
+    return d
+
+
+def test_eval_points_in_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3000 utterances, global batch 16: 187 steps (2992 samples) an epoch. With an
+    # eval every 1000 samples, evals fall at the first step at or after 1000, 2000,
+    # 3000, 4000, 5000: steps 63, 125 of epoch 1; 1, 63, 126 of epoch 2.
+    benchmarks = _eval_every_benchmarks(tmp_path, 1000)
+    from harness.mlperf.compliance import generate
+    import reference.config as rc
+
+    real_load = rc.load_config
+    monkeypatch.setattr(rc, "load_config", lambda name, ov=None: real_load(
+        benchmarks / f"{name}.yaml" if name == "tiny_evalpoints" else name, ov))
+    mids = {1: [(63, 80.0), (125, 60.0)], 2: [(1, 50.0), (63, 40.0), (126, 30.0)]}
+    ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny_evalpoints", wers=(55.0, 22.0),
+                         mid_epoch_evals=mids)
+    assert check_log(ok, benchmarks).failures == []
+    missing = write_valid_log(tmp_path / "m.log", benchmark="tiny_evalpoints", wers=(55.0, 22.0),
+                              mid_epoch_evals={1: mids[1], 2: mids[2][1:]})
+    failures = check_log(missing, benchmarks).failures
+    assert any("an evaluation is missing at an eval point" in f for f in failures), failures
+    # Without eval points, an eval inside an epoch is a structure error.
+    inside = write_valid_log(tmp_path / "i.log", wers=(48.0, 22.0), mid_epoch_evals={1: [(5, 60.0)]})
+    assert any("eval_start inside an epoch" in f for f in check_log(inside).failures)
+    assert generate.BENCHMARKS_DIR.name == "benchmarks"
+
+
+def _set_dirs(tmp_path: Path, runs: dict[str, dict]) -> Path:
+    root = tmp_path / "set"
+    for name, kw in runs.items():
+        (root / name).mkdir(parents=True)
+        write_valid_log(root / name / "mlperf.log", benchmark="tiny", wers=(40.0, 22.0), **kw)
+    return root
+
+
+def test_set_checker_judges_a_submission_set(tmp_path: Path) -> None:
+    good = _set_dirs(tmp_path / "a", {f"r{k}": {"seed": k} for k in range(1, 6)})
+    assert check_set(check_paths([good])) == []
+    assert main(["--log", str(good)]) == 0
+    short = _set_dirs(tmp_path / "b", {f"r{k}": {"seed": k} for k in range(1, 5)})
+    assert check_set(check_paths([short])) == [
+        "tiny needs 5 runs per set (scoring.required_runs), found 4"]
+    dup = _set_dirs(tmp_path / "c", {f"r{k}": {"seed": min(k, 4)} for k in range(1, 6)})
+    assert any("seed 4 is used by 2 runs" in p for p in check_set(check_paths([dup])))
+    mixed_cfg = _set_dirs(tmp_path / "d", {**{f"r{k}": {"seed": k} for k in range(1, 5)},
+                                           "r5": {"seed": 5, "overrides": ("optim.lr=0.002",)}})
+    assert any("must share their configuration" in p and "r5" in p
+               for p in check_set(check_paths([mixed_cfg])))
+    mixed = _set_dirs(tmp_path / "e", {**{f"r{k}": {"seed": k} for k in range(1, 5)},
+                                       "r5": {"seed": 5, "platform": "1xMLU370"}})
+    assert any("one benchmark, division and platform" in p for p in check_set(check_paths([mixed])))
+    assert main(["--log", str(short)]) == 1
 
 
 def test_closed_init_limit_is_30_minutes(valid: Records, tmp_path: Path) -> None:
