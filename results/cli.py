@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m results", description=__doc__)
     p.add_argument("--runs", type=Path, required=True, help="directory holding run directories")
     p.add_argument("--out", type=Path, help="report directory (default: RUNS/report)")
+    p.add_argument("--benchmarks", type=Path, metavar="DIR",
+                   help="judge logs against the benchmark definitions in DIR (default: benchmarks/)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--export-experiment", type=Path, metavar="FILE",
                    help="also write the seed-objective runs' curves to FILE (JSON; "
@@ -22,8 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.runs.is_dir():
         print(f"[results] {args.runs}: not a directory", file=sys.stderr)
         return 2
+    if args.benchmarks is not None and not args.benchmarks.is_dir():
+        print(f"[results] --benchmarks {args.benchmarks}: not a directory", file=sys.stderr)
+        return 2
     try:
-        report = build_report(args.runs, args.out, make_plots=not args.no_plots)
+        from results.eligibility import load_checker
+
+        report = build_report(args.runs, args.out, checker=load_checker(args.benchmarks),
+                              make_plots=not args.no_plots)
     except NoRunsError as err:
         print(f"[results] {err}", file=sys.stderr)
         return 1

@@ -68,13 +68,16 @@ class CheckResultLike(Protocol):
 Checker = Callable[[Path], CheckResultLike]
 
 
-def load_checker() -> Checker | None:
-    """`harness.mlperf.compliance.check_log`, or None when that package is not importable."""
+def load_checker(benchmarks_dir: Path | None = None) -> Checker | None:
+    """`harness.mlperf.compliance.check_log` (against the benchmark definitions in
+    `benchmarks_dir`, default the project's), or None when that package is not importable."""
     try:
         from harness.mlperf.compliance import check_log
     except ImportError:
         return None
-    return check_log
+    if benchmarks_dir is None:
+        return check_log
+    return lambda path: check_log(path, benchmarks_dir)
 
 
 def is_non_convergence(failure: str) -> bool:
