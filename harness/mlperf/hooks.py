@@ -55,6 +55,8 @@ class MLPerfHooks(TrainerHooks):
         log.event("ds2_loss_definition", cfg.train.loss)
         log.event("ds2_target_wer", cfg.train.target_wer)
         log.event("ds2_max_epochs", cfg.train.epochs)
+        # 0 = at epoch ends only; else also inside each epoch (reference/train/schedule.py).
+        log.event("ds2_eval_every_samples", cfg.train.eval_every_samples)
         log.event("ds2_augmentation", cfg.augment.enabled)
         log.event("ds2_amp", cfg.train.amp)
         if resumed_from:
@@ -80,7 +82,8 @@ class MLPerfHooks(TrainerHooks):
         self.log.start("epoch_start", metadata={"epoch_num": epoch})
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        self.samples += record["samples"]
+        # The trainer's count is global and survives a resume (global_step x batch).
+        self.samples = record.get("samples_count", self.samples + record["samples"])
         md = {"epoch_num": epoch}
         self.log.event("ds2_train_loss", record["loss_ctc_nll_per_utt"], metadata=md)
         self.log.event("ds2_train_loss_per_char", record["loss_ctc_nll_per_char"], metadata=md)
@@ -91,15 +94,18 @@ class MLPerfHooks(TrainerHooks):
         self.log.event("ds2_skipped_steps", record["skipped_steps"], metadata=md)
         self.log.end("epoch_stop", metadata={**md, "samples_count": self.samples})
 
-    def on_eval_start(self, epoch: int) -> None:
-        self.log.start("eval_start", metadata={"epoch_num": epoch})
+    def on_eval_start(self, epoch_num: int | float) -> None:
+        self.log.start("eval_start", metadata={"epoch_num": epoch_num})
 
-    def on_eval_end(self, epoch: int, record: dict[str, Any]) -> None:
-        md = {"epoch_num": epoch, "samples_count": self.samples}
+    def on_eval_end(self, epoch_num: int | float, record: dict[str, Any]) -> None:
+        self.samples = record.get("samples_count", self.samples)
+        md = {"epoch_num": epoch_num, "samples_count": self.samples}
         self.log.event("eval_accuracy", record["wer_ref(%)"], metadata=md)
         self.log.event("ds2_eval_wer_corpus", record["wer_corpus(%)"], metadata=md)
         self.log.event("ds2_eval_cer", record["cer(%)"], metadata=md)
-        self.log.end("eval_stop", metadata={"epoch_num": epoch})
+        self.log.end("eval_stop", metadata={"epoch_num": epoch_num})
+
+    def on_block_end(self, epoch: int) -> None:
         self.log.end("block_stop", metadata={"first_epoch_num": epoch})
 
     def on_run_end(self, status: str, reason: str, summary: dict[str, Any]) -> None:
