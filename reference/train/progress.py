@@ -51,7 +51,7 @@ class EpochProgress:
             self._bar = tqdm(total=total_steps, initial=start_step, desc=f"epoch {epoch}",
                              unit="step", file=self.stream, dynamic_ncols=True, leave=True,
                              mininterval=0.5, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                             "{n_fmt}/{total_fmt} [{elapsed}<{remaining}, {postfix}]")
+                             "{n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
             self._bar.set_postfix_str(self._rate_text(), refresh=False)
 
     @property
