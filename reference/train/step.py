@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from reference.data.augment import augment_params
+from reference.data.augment import augment_params, augment_waves
 from reference.config import AugmentConfig, FeatureConfig
 from reference.data.loader import Batch
 from reference.data.features import featurize, frame_counts, num_frames
@@ -29,13 +29,18 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
     """(features on `device`, frames per utterance on the host); no augmentation when
     `epoch` is None. `tempo_cap` holds each utterance's `max_tempo`."""
     tempo = gain = None
+    wave, lengths = batch.wave, batch.lengths
     if epoch is not None:
         tempo, gain = augment_params(aug, seed, epoch, batch.indices)
         if tempo is not None and tempo_cap is not None:
+            # The cap holds for the original length; added silence only adds frames.
             tempo = torch.minimum(tempo, tempo_cap)
-    frames = frame_counts(batch.lengths, feat, tempo)  # host, no sync
-    wave = batch.wave.to(device, non_blocking=True)
-    lengths = batch.lengths.to(device, non_blocking=True)
+        # Edge silence and noise, on the host (the same tensors when off).
+        wave, lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
+                                      feat.sample_rate)
+    frames = frame_counts(lengths, feat, tempo)  # host, no sync
+    wave = wave.to(device, non_blocking=True)
+    lengths = lengths.to(device, non_blocking=True)
     with torch.no_grad():
         feats, _ = featurize(wave, lengths, feat,
                              None if gain is None else gain.to(device),
