@@ -278,6 +278,7 @@ class Trainer:
         self._progress = progress
         for k, batch in enumerate(self.train_loader.iterate(batches), start=start):
             if self.stop_requested:
+                progress.close()
                 self.save(epoch, k)
                 raise TerminationRequested(self.stop_requested)
             if self.global_step == WARMUP_STEPS or (t_timed is None and self.global_step > WARMUP_STEPS):
