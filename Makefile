@@ -18,6 +18,7 @@ LIBRISPEECH ?= $(PYTORCH_TRAIN_DATASET)
 PYTEST_ARGS ?=
 SEEDCMP ?=
 DIVISION ?=
+RCP_BATCHES ?= 16 32
 
 export PYTHONUNBUFFERED := 1
 
@@ -26,7 +27,7 @@ BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DE
   $(if $(SEED),--seed $(SEED)) $(if $(DIVISION),--division $(DIVISION)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
   $(foreach s,$(SET),--set $(s))
 
-.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup clean
+.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup rcp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -61,6 +62,9 @@ ifeq ($(strip $(LIBRISPEECH)),)
 else
 	$(PY) -m harness data --librispeech $(LIBRISPEECH) --out data/librispeech
 endif
+
+rcp: setup ## reference convergence points of BENCH: REPEAT seeds (default 5) at global batches RCP_BATCHES
+	$(PY) -m harness rcp run --benchmark $(BENCH) --seeds $(if $(filter 1,$(REPEAT)),5,$(REPEAT)) --batches $(RCP_BATCHES) --runs $(RUNS)/rcp
 
 results: setup ## tables + plots of every run under RUNS (RUNS/report/)
 	$(PY) -m results --runs $(RUNS)

@@ -51,12 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("data", help="build the embedded corpus or LibriSpeech manifests", add_help=False)
     sub.add_parser("perf", help="performance benchmark", add_help=False)
     sub.add_parser("seedcmp", help="the seed's trainer and ds2bench side by side", add_help=False)
+    sub.add_parser("rcp", help="reference convergence points: run, collect, check a set",
+                   add_help=False)
     return p
 
 
 def main(argv: list[str]) -> int:
     # Sub-tools with their own parsers get the rest of the command line untouched.
-    if argv and argv[0] in ("check", "verify", "data", "perf", "seedcmp"):
+    if argv and argv[0] in ("check", "verify", "data", "perf", "seedcmp", "rcp"):
         return _forward(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "eval":
@@ -82,6 +84,9 @@ def _forward(cmd: str, rest: list[str]) -> int:
     if cmd == "data":
         from harness.data.prepare import main as data_main
         return data_main(rest)
+    if cmd == "rcp":
+        from harness.mlperf.rcp import main as rcp_main
+        return rcp_main(rest)
     if cmd == "seedcmp":
         from harness.perf.seedcmp import main as seedcmp_main
         return seedcmp_main(rest)

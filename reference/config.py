@@ -63,12 +63,30 @@ class AugmentConfig:
     tempo_max: float = 1.15
     gain_db_min: float = -6.0
     gain_db_max: float = 8.0
+    # Waveform augmentation (reference/data/augment.py); off by default, as in the
+    # reference. Leading and trailing silence, each U(0, silence_max_s) seconds,
+    # so that the edges of an utterance predict nothing.
+    silence_max_s: float = 0.0
+    # Background noise with probability noise_prob: coloured Gaussian noise
+    # (power spectrum ~ 1/f^beta, beta U(0, noise_color_max); 0 white, 1 pink,
+    # 2 brown) over the whole padded signal at an SNR U(noise_snr_db_min, max).
+    noise_prob: float = 0.0
+    noise_snr_db_min: float = 10.0
+    noise_snr_db_max: float = 40.0
+    noise_color_max: float = 2.0
 
     def validate(self, where: str) -> None:
         _check(0 < self.tempo_min <= self.tempo_max, where, "tempo_min",
                "must satisfy 0 < tempo_min <= tempo_max", self.tempo_min)
         _check(self.gain_db_min <= self.gain_db_max, where, "gain_db_min",
                "must be <= gain_db_max", self.gain_db_min)
+        _check(0 <= self.silence_max_s <= 5, where, "silence_max_s", "must be in [0, 5]",
+               self.silence_max_s)
+        _check(0 <= self.noise_prob <= 1, where, "noise_prob", "must be in [0, 1]", self.noise_prob)
+        _check(self.noise_snr_db_min <= self.noise_snr_db_max, where, "noise_snr_db_min",
+               "must be <= noise_snr_db_max", self.noise_snr_db_min)
+        _check(0 <= self.noise_color_max <= 3, where, "noise_color_max", "must be in [0, 3]",
+               self.noise_color_max)
 
 
 @dataclass

@@ -78,7 +78,8 @@ class MLPerfHooks(TrainerHooks):
         return global_step * self.global_batch
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        self.samples = self._samples(record["global_step"])
+        # The trainer's count is global and survives a resume (global_step x batch).
+        self.samples = record.get("samples_count", self._samples(record["global_step"]))
         md = {"epoch_num": epoch}
         self.log.event("ds2_train_loss", record["loss_ctc_nll_per_utt"], metadata=md)
         self.log.event("ds2_train_loss_per_char", record["loss_ctc_nll_per_char"], metadata=md)
@@ -89,14 +90,13 @@ class MLPerfHooks(TrainerHooks):
         self.log.event("ds2_skipped_steps", record["skipped_steps"], metadata=md)
         self.log.end("epoch_stop", metadata={**md, "samples_count": self.samples})
 
-    def on_eval_start(self, epoch: int) -> None:
-        self.log.start("eval_start", metadata={"epoch_num": epoch})
+    def on_eval_start(self, epoch_num: int | float) -> None:
+        self.log.start("eval_start", metadata={"epoch_num": epoch_num})
 
-    def on_eval_end(self, epoch: int, record: dict[str, Any]) -> None:
+    def on_eval_end(self, epoch_num: int | float, record: dict[str, Any]) -> None:
         # An eval inside an epoch (train.eval_every_samples) says where it is.
-        samples = (self._samples(record["global_step"]) if "global_step" in record
-                   else self.samples)
-        md = {"epoch_num": epoch, "samples_count": samples}
+        self.samples = record.get("samples_count", self.samples)
+        md = {"epoch_num": epoch_num, "samples_count": self.samples}
         self.log.event("eval_accuracy", record["wer_ref(%)"], metadata=md)
         self.log.event("ds2_eval_wer_corpus", record["wer_corpus(%)"], metadata=md)
         self.log.event("ds2_eval_cer", record["cer(%)"], metadata=md)
@@ -104,9 +104,10 @@ class MLPerfHooks(TrainerHooks):
         if "loss_excluded" in record:
             self.log.event("ds2_eval_loss", record.get("loss_ctc_nll_per_utt"), metadata=md)
             self.log.event("ds2_eval_loss_excluded", record["loss_excluded"], metadata=md)
-        self.log.end("eval_stop", metadata={"epoch_num": epoch})
-        if "global_step" not in record:  # the epoch's own eval closes its block
-            self.log.end("block_stop", metadata={"first_epoch_num": epoch})
+        self.log.end("eval_stop", metadata={"epoch_num": epoch_num})
+
+    def on_block_end(self, epoch: int) -> None:
+        self.log.end("block_stop", metadata={"first_epoch_num": epoch})
 
     def on_run_end(self, status: str, reason: str, summary: dict[str, Any]) -> None:
         if summary.get("throughput") is not None:

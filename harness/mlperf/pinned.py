@@ -61,7 +61,11 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
         "ds2_eval_every_samples": t.eval_every_samples,
         "ds2_augmentation": a.enabled,
         "ds2_augmentation_params": ({"tempo": [a.tempo_min, a.tempo_max],
-                                     "gain_db": [a.gain_db_min, a.gain_db_max]}
+                                     "gain_db": [a.gain_db_min, a.gain_db_max],
+                                     "silence_max_s": a.silence_max_s,
+                                     "noise_prob": a.noise_prob,
+                                     "noise_snr_db": [a.noise_snr_db_min, a.noise_snr_db_max],
+                                     "noise_color_max": a.noise_color_max}
                                     if a.enabled else None),
         "ds2_max_duration_s": d.max_duration_s,
         "ds2_sortagrad": d.sortagrad,

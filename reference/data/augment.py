@@ -1,9 +1,19 @@
-"""Seeded, in-process augmentation parameters: tempo U(a, b) and gain U(c, d) dB.
+"""Seeded, in-process augmentation: tempo, gain, edge silence and background noise.
 
-The reference forked the `sox` binary for every sample. Here the parameters are
-a pure function of (seed, epoch, utterance index), so they are reproducible
-whatever the number of ranks, data workers or a resume point; the signal
-processing itself happens on the device in `features.featurize`.
+The reference forked the `sox` binary for every sample (tempo U(0.85, 1.15),
+gain U(-6, 8) dB). Here every parameter is a pure function of (seed, epoch,
+utterance index), so it is reproducible whatever the number of ranks, data
+workers or a resume point.
+
+* `augment_params`: per-utterance tempo and gain; the signal processing happens
+  on the device in `features.featurize`.
+* `augment_waves`: waveform changes made on the host before the batch moves to
+  the device: leading and trailing silence, each U(0, `silence_max_s`) s (the
+  embedded corpus trims every utterance to the same ~80 ms edges, which a model
+  otherwise learns), and with probability `noise_prob` coloured Gaussian noise
+  (power ~ 1/f^beta) over the whole padded signal at a random SNR, so that the
+  added "silence" is not digital zero either. Noise comes from NumPy's seeded
+  generator: nothing is downloaded, nothing depends on the device.
 """
 from __future__ import annotations
 
@@ -11,6 +21,9 @@ import numpy as np
 import torch
 
 from reference.config import AugmentConfig
+
+_TEMPO_GAIN = 0xA06  # stream tags: each kind of draw has its own generator
+_WAVE = 0x51C
 
 
 def augment_params(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int]
@@ -21,7 +34,67 @@ def augment_params(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int]
     tempo = np.empty(len(indices), dtype=np.float32)
     gain = np.empty(len(indices), dtype=np.float32)
     for k, idx in enumerate(indices):
-        rng = np.random.default_rng([seed, epoch, int(idx), 0xA06])
+        rng = np.random.default_rng([seed, epoch, int(idx), _TEMPO_GAIN])
         tempo[k] = rng.uniform(cfg.tempo_min, cfg.tempo_max)
         gain[k] = rng.uniform(cfg.gain_db_min, cfg.gain_db_max)
     return torch.from_numpy(tempo), torch.from_numpy(gain)
+
+
+def waves_enabled(cfg: AugmentConfig) -> bool:
+    return cfg.enabled and (cfg.silence_max_s > 0 or cfg.noise_prob > 0)
+
+
+def coloured_noise(rng: np.random.Generator, n: int, beta: float) -> np.ndarray:
+    """`n` samples of unit-power Gaussian noise whose power spectrum falls as 1/f^beta."""
+    white = rng.standard_normal(n)
+    if beta == 0 or n < 4:
+        out = white
+    else:
+        spec = np.fft.rfft(white)
+        f = np.arange(spec.shape[0], dtype=np.float64)
+        f[0] = f[1]  # no infinite DC gain
+        out = np.fft.irfft(spec / f ** (beta / 2), n)
+    return (out / max(float(np.sqrt(np.mean(out * out))), 1e-12)).astype(np.float32)
+
+
+def wave_params(cfg: AugmentConfig, seed: int, epoch: int, idx: int, sample_rate: int
+                ) -> dict[str, float | int | None]:
+    """One utterance's (lead, trail) samples and noise (SNR dB, beta) or None."""
+    rng = np.random.default_rng([seed, epoch, int(idx), _WAVE])
+    # Draw everything always, in one order, so a parameter's value does not
+    # depend on whether another one is switched on.
+    lead_s, trail_s = rng.uniform(0.0, 1.0, 2) * cfg.silence_max_s
+    noisy = rng.uniform() < cfg.noise_prob
+    snr = rng.uniform(cfg.noise_snr_db_min, cfg.noise_snr_db_max)
+    beta = rng.uniform(0.0, cfg.noise_color_max)
+    noise_seed = int(rng.integers(0, 2**63 - 1))
+    return {"lead": int(round(lead_s * sample_rate)), "trail": int(round(trail_s * sample_rate)),
+            "snr_db": float(snr) if noisy else None, "beta": float(beta), "noise_seed": noise_seed}
+
+
+def augment_waves(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int],
+                  wave: torch.Tensor, lengths: torch.Tensor, sample_rate: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded host batch (B, S) float32 + sample counts → the augmented batch and counts.
+
+    Unchanged (the same tensors) when waveform augmentation is off. Padding
+    after each utterance's new length stays exactly zero.
+    """
+    if not waves_enabled(cfg):
+        return wave, lengths
+    src = wave.numpy() if wave.device.type == "cpu" else wave.cpu().numpy()
+    lens = [int(n) for n in lengths]
+    params = [wave_params(cfg, seed, epoch, i, sample_rate) for i in indices]
+    new_lens = [p["lead"] + n + p["trail"] for p, n in zip(params, lens)]
+    out = np.zeros((len(lens), max(new_lens) if new_lens else 0), dtype=np.float32)
+    for k, (p, n) in enumerate(zip(params, lens)):
+        speech = src[k, :n].astype(np.float32)
+        row = out[k, :new_lens[k]]
+        row[p["lead"]:p["lead"] + n] = speech
+        if p["snr_db"] is not None:
+            power = float(np.mean(speech.astype(np.float64) ** 2)) if n else 0.0
+            if power > 0:
+                noise = coloured_noise(np.random.default_rng(p["noise_seed"]), new_lens[k],
+                                       p["beta"])
+                row += noise * np.float32(np.sqrt(power / 10.0 ** (p["snr_db"] / 10.0)))
+    return torch.from_numpy(out), torch.tensor(new_lens, dtype=lengths.dtype)

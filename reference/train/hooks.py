@@ -25,13 +25,21 @@ class TrainerHooks:
         """A training epoch (1-based) begins."""
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
-        """Training part of an epoch done: losses, throughput, timings."""
+        """Training part of an epoch done: losses, throughput, timings, `samples_count`;
+        `complete` is False when a mid-epoch evaluation reached the target."""
 
-    def on_eval_start(self, epoch: int) -> None:
-        """Evaluation after `epoch` begins."""
+    def on_eval_start(self, epoch_num: int | float) -> None:
+        """An evaluation begins. `epoch_num` is the training done in epochs: the
+        integer epoch at its end, a fraction at a mid-epoch point
+        (`train.eval_every_samples`, see `reference/train/schedule.py`)."""
 
-    def on_eval_end(self, epoch: int, record: dict[str, Any]) -> None:
-        """Evaluation done: reference WER, corpus WER, CER (all in %)."""
+    def on_eval_end(self, epoch_num: int | float, record: dict[str, Any]) -> None:
+        """Evaluation done: reference WER, corpus WER, CER (all in %), `samples_count`
+        (global training samples so far), `at_epoch_end`."""
+
+    def on_block_end(self, epoch: int) -> None:
+        """Epoch `epoch` and its evaluations are over (also when the target was
+        reached at an evaluation inside it, which ends the run)."""
 
     def on_checkpoint(self, path: str, epoch: int, global_step: int) -> None:
         """A checkpoint was written."""

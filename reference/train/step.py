@@ -32,7 +32,7 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 import torch
 from torch import nn
 
-from reference.data.augment import augment_params
+from reference.data.augment import augment_params, augment_waves
 from reference.config import AugmentConfig, FeatureConfig
 from reference.data.loader import Batch
 from reference.data.features import featurize, frame_counts, num_frames, to_device
@@ -55,15 +55,21 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
     """(features on `device`, frames per utterance on the host); no augmentation when
     `epoch` is None. `tempo_cap` holds each utterance's `max_tempo`."""
     tempo = gain = None
+    wave, lengths = batch.wave, batch.lengths
     if epoch is not None:
         tempo, gain = augment_params(aug, seed, epoch, batch.indices)
         if tempo is not None and tempo_cap is not None:
+            # The cap holds for the original length; added silence only adds frames.
             tempo = torch.minimum(tempo, tempo_cap)
-    frames = frame_counts(batch.lengths, feat, tempo)  # host, no sync
-    wave = batch.on_device("wave", device)
+        # Edge silence and noise, on the host (the same tensors when off).
+        wave, lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
+                                      feat.sample_rate)
+    frames = frame_counts(lengths, feat, tempo)  # host, no sync
+    # The prefetched copy serves unless augmentation made a new waveform on the host.
+    wave = batch.on_device("wave", device) if wave is batch.wave else to_device(wave, device)
     with torch.no_grad():
         # lengths, gain and tempo stay host tensors: featurize copies what it needs.
-        feats, _ = featurize(wave, batch.lengths, feat, gain, tempo)
+        feats, _ = featurize(wave, lengths, feat, gain, tempo)
     return feats, frames
 
 

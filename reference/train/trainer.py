@@ -40,6 +40,8 @@ from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.model.loss import ctc_per_utterance
 from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
+from reference.train.progress import EpochProgress
+from reference.train.schedule import epoch_position, eval_steps
 from reference.train.splits import load_split, resolve_manifest, write_rejected
 from reference.train.warmup import longest_samples, warm_up
 from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
@@ -62,6 +64,7 @@ class RunResult:
     status: str = "aborted"  # success | aborted
     reason: str = "not started"
     epochs_completed: int = 0
+    epochs_trained: float = 0.0  # at the last evaluation; fractional after a mid-epoch one
     global_step: int = 0
     best_wer: float | None = None
     final_eval: dict[str, Any] | None = None
@@ -108,6 +111,8 @@ class Trainer:
         self.result = RunResult()
         # Warm-up-excluded (samples, seconds) of this process, for the run throughput.
         self._timed = [0, 0.0]
+        self._t0 = time.perf_counter()  # fit()'s start, for the evaluations' elapsed(s)
+        self._progress: EpochProgress | None = None
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> dict[str, Any]:
@@ -297,14 +302,24 @@ class Trainer:
         flags = StepFlags(dev)
         skipped_before = self.result.skipped_steps
         zero = torch.zeros((), dtype=torch.float64, device=dev)
+        gb = self.batches.global_batch
+        mid_evals = set(eval_steps(self.batches.steps_per_epoch, gb, cfg.train.eval_every_samples))
+        # Seconds spent in mid-epoch evaluations: not training time, not throughput.
+        eval_s, eval_s_timed = 0.0, 0.0
+        steps_done, reached = start, False
+        progress = EpochProgress(epoch, steps_total, start, gb, cfg.train.log_every_steps,
+                                 enabled=self.dist.is_main)
+        self._progress = progress
         for k, batch in enumerate(prefetch(self.train_loader.iterate(batches), dev), start=start):
             last_step = k == steps_total - 1
+            at_eval = (k + 1) in mid_evals
             # Poll points: the only host reads of the step loop's device state
             # (the stop request of any rank, the masked-step count).
             alone = not self.dist.distributed  # a lone rank's own flag is the decision
             if (k - start) % POLL_EVERY_STEPS == 0 or (alone and self.stop_requested):
                 skipped = self._poll(flags, epoch, skipped_before)
                 if self.stop_requested or flags.stop_reason:
+                    progress.close()
                     self.save(epoch, k)
                     raise TerminationRequested(self.stop_requested or flags.stop_reason)
             if self.global_step == WARMUP_STEPS or (t_timed is None and self.global_step > WARMUP_STEPS):
@@ -318,7 +333,7 @@ class Trainer:
             out = train_step(self.ddp, self.optimizer, batch, feat=cfg.features, aug=cfg.augment,
                              seed=cfg.train.seed, epoch=epoch, tempo_cap=cap, device=dev,
                              clip_norm=cfg.optim.clip_norm, loss_kind=cfg.train.loss,
-                             with_seed=last_step, autocast=self._autocast)
+                             with_seed=last_step or at_eval, autocast=self._autocast)
             # Masked sums: a skipped step adds nothing, decided on the device.
             flags.count(out.ok)
             sum_utt += torch.where(out.ok, out.nll_utt.detach().to(torch.float64), zero)
@@ -329,17 +344,31 @@ class Trainer:
             self.global_step += 1
             if t_timed is not None:
                 timed_steps += 1
-            if last_step:
+            steps_done = k + 1
+            if last_step or at_eval:
                 last_seed = float(out.seed.detach())
-            if (k + 1) % cfg.train.log_every_steps == 0:
+            log_now = (k + 1) % cfg.train.log_every_steps == 0
+            if log_now:
                 skipped = self._poll(flags, epoch, skipped_before)
-                if self.dist.is_main:
-                    print(f"[train] epoch {epoch} step {k + 1}/{steps_total} "
-                          f"loss(nll/utt) {float(out.nll_utt.detach()):.3f}", file=sys.stderr, flush=True)
+            progress.update(float(out.nll_utt.detach()) if log_now and self.dist.is_main else None)
             every = cfg.train.checkpoint_every_steps
-            if every and self.global_step % every == 0 and k + 1 < steps_total:
+            if at_eval:
+                synchronize(dev)
+                progress.pause()
+                t_ev = time.perf_counter()
+                reached = self._eval_point(epoch, k + 1)  # saves the checkpoint itself
+                dt = time.perf_counter() - t_ev
+                eval_s += dt
+                eval_s_timed += dt if t_timed is not None else 0.0
+                progress.resume()
+                self.ddp.train()
+                if reached:
+                    break
+            elif every and self.global_step % every == 0 and k + 1 < steps_total:
                 self.save(epoch, k + 1)
         skipped = self._poll(flags, epoch, skipped_before)
+        progress.close()
+        self._progress = None
         synchronize(dev)
         t_end = time.perf_counter()
         comm_s, comm_buckets = self.comm_timer.take() if self.comm_timer else (None, 0)
@@ -349,19 +378,22 @@ class Trainer:
         every_step_seed = cfg.train.loss != "ctc_nll"
         seed_mean = sums[3].item() / n if every_step_seed and sums[2].item() > 0 else None
         seed_last = self._mean_over_ranks([last_seed])[0]
-        gb = self.batches.global_batch
-        samples = len(batches) * gb
+        samples = (steps_done - start) * gb
         timed_samples = timed_steps * gb
-        timed_time = (t_end - t_timed) if t_timed is not None else 0.0
+        timed_time = (t_end - t_timed - eval_s_timed) if t_timed is not None else 0.0
+        train_time = t_end - t_epoch - eval_s
         self.result.train_samples += samples
-        self.result.train_time_s += t_end - t_epoch
+        self.result.train_time_s += train_time
         self._timed[0] += timed_samples
         self._timed[1] += timed_time
         return {
             "kind": "epoch", "epoch": epoch, "global_step": self.global_step,
-            "samples": samples, "train_time(s)": t_end - t_epoch,
+            "samples": samples, "samples_count": self.global_step * gb,
+            # False when the target was reached at an evaluation inside the epoch.
+            "complete": steps_done >= self.batches.steps_per_epoch, "target_reached": reached,
+            "train_time(s)": train_time, "eval_time_in_epoch(s)": eval_s,
             "throughput(utt/s)": timed_samples / timed_time if timed_time > 0 else None,
-            "warmup_steps_excluded": len(batches) - timed_steps,
+            "warmup_steps_excluded": (steps_done - start) - timed_steps,
             "loss_ctc_nll_per_utt": sums[0].item() / n,
             "loss_ctc_nll_per_char": sums[1].item() / n,
             "seed_loss_last_iter": seed_last,
@@ -469,10 +501,48 @@ class Trainer:
             with (self.run_dir / "metrics.jsonl").open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def _eval_point(self, epoch: int, steps_done: int) -> bool:
+        """Evaluate after `steps_done` steps of `epoch`, record it, checkpoint; True at target.
+
+        Mid-epoch points come from `schedule.eval_steps`; the epoch-end one has
+        `steps_done == steps_per_epoch`. The checkpoint is written after the
+        evaluation, so a resume from it continues with the next step.
+        """
+        res, target = self.result, self.cfg.train.target_wer
+        spe = self.batches.steps_per_epoch
+        pos = epoch_position(epoch, steps_done, spe)
+        samples = self.global_step * self.batches.global_batch
+        self.hooks.on_eval_start(pos)
+        t_eval = time.perf_counter()
+        ev = self.evaluate()
+        ev = {"kind": "eval", "epoch": epoch, "epoch_num": pos, "samples_count": samples,
+              "at_epoch_end": steps_done >= spe, **ev,
+              "eval_time(s)": time.perf_counter() - t_eval,
+              "elapsed(s)": time.perf_counter() - self._t0}
+        res.final_eval = ev
+        res.epochs_trained = float(pos)
+        wer = ev["wer_ref(%)"]
+        res.best_wer = wer if res.best_wer is None else min(res.best_wer, wer)
+        self._emit(ev)
+        self.hooks.on_eval_end(pos, ev)
+        reached = target is not None and wer <= target
+        if reached:
+            res.status, res.reason = "success", f"reference WER {wer:.2f} <= target {target}"
+        self.save(epoch, steps_done)
+        if self.dist.is_main and steps_done < spe:
+            msg = (f"[eval] epoch {pos:.3f} ({samples} samples) WER(ref) {wer:.2f}% "
+                   f"WER(corpus) {ev['wer_corpus(%)']:.2f}% CER {ev['cer(%)']:.2f}% "
+                   f"elapsed {ev['elapsed(s)']:.0f}s")
+            if self._progress is not None:
+                self._progress.write(msg)
+            else:
+                print(msg, file=sys.stderr, flush=True)
+        return reached
+
     def fit(self) -> RunResult:
         cfg, res = self.cfg, self.result
         target = cfg.train.target_wer
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         try:
             self._warm_up()  # before run_start, as MLPerf allows; results unchanged
             self.hooks.on_run_start()
@@ -486,26 +556,17 @@ class Trainer:
                 rec = self._train_epoch(epoch)
                 self._emit(rec)
                 self.hooks.on_epoch_end(epoch, rec)
-                self.hooks.on_eval_start(epoch)
-                t_eval = time.perf_counter()
-                ev = self.evaluate()
-                ev = {"kind": "eval", "epoch": epoch, **ev,
-                      "eval_time(s)": time.perf_counter() - t_eval,
-                      "elapsed(s)": time.perf_counter() - t0}
-                res.epochs_completed = epoch
-                res.final_eval = ev
-                res.best_wer = ev["wer_ref(%)"] if res.best_wer is None else min(res.best_wer, ev["wer_ref(%)"])
-                self._emit(ev)
-                self.hooks.on_eval_end(epoch, ev)
-                reached = target is not None and ev["wer_ref(%)"] <= target
-                if reached:
-                    res.status, res.reason = "success", f"reference WER {ev['wer_ref(%)']:.2f} <= target {target}"
-                self.save(epoch, self.batches.steps_per_epoch)
-                if self.dist.is_main:
-                    print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} "
-                          f"WER(ref) {ev['wer_ref(%)']:.2f}% WER(corpus) {ev['wer_corpus(%)']:.2f}% "
-                          f"CER {ev['cer(%)']:.2f}% thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s "
-                          f"elapsed {ev['elapsed(s)']:.0f}s", file=sys.stderr, flush=True)
+                reached = rec["target_reached"]  # at an evaluation inside the epoch
+                if not reached:
+                    res.epochs_completed = epoch
+                    reached = self._eval_point(epoch, self.batches.steps_per_epoch)
+                    ev = res.final_eval
+                    if self.dist.is_main:
+                        print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} "
+                              f"WER(ref) {ev['wer_ref(%)']:.2f}% WER(corpus) {ev['wer_corpus(%)']:.2f}% "
+                              f"CER {ev['cer(%)']:.2f}% thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s "
+                              f"elapsed {ev['elapsed(s)']:.0f}s", file=sys.stderr, flush=True)
+                self.hooks.on_block_end(epoch)
                 if reached:
                     break
             else:

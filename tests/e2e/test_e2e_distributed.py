@@ -69,8 +69,12 @@ def test_loss_falls(pair):
     (_, d1), _ = pair
     e = metrics(d1, "epoch")
     init = metrics(d1, "init")[0]
-    # Per-character NLL: comparable across epochs whatever the utterance lengths.
-    assert e[1]["loss_ctc_nll_per_char"] < e[0]["loss_ctc_nll_per_char"] < init["ctc_nll_per_char"]
+    # Per-character NLL over the same utterances, epoch against epoch. The init
+    # loss is one unaugmented batch (the shortest utterances), the epoch means are
+    # augmented (tiny v2 adds edge silence and noise) and epoch 1 includes CTC's
+    # early rise: it is only checked to be a finite, positive baseline.
+    assert e[1]["loss_ctc_nll_per_char"] < 0.95 * e[0]["loss_ctc_nll_per_char"]
+    assert 0 < init["ctc_nll_per_char"] < float("inf")
 
 
 def test_distributed_eval_equals_single_process(pair, mini_corpus):

@@ -67,8 +67,10 @@ def to_16k(pcm: np.ndarray, rate: int, peak: int) -> np.ndarray:
     return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
 
 
-def trim_silence(pcm: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray | None:
-    """Keep speech plus ``PAD_S`` of context (zero-padded) each side; None if silent.
+def trim_silence(pcm: np.ndarray, rate: int = SAMPLE_RATE, lead_s: float = PAD_S,
+                 trail_s: float = PAD_S) -> np.ndarray | None:
+    """Keep speech plus ``lead_s``/``trail_s`` of context (zero-padded past espeak's own
+    output) before/after it; None if silent.
 
     Frame energies are exact integer sums, so the cut points are platform independent.
     """
@@ -81,11 +83,11 @@ def trim_silence(pcm: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray | None:
     active = np.nonzero(energy.astype(np.float64) > floor)[0]
     if active.size == 0:
         return None
-    pad = int(round(rate * PAD_S))
+    lead, trail = int(round(rate * lead_s)), int(round(rate * trail_s))
     start, end = int(active[0]) * frame, min(len(pcm), (int(active[-1]) + 1) * frame)
-    lo, hi = max(0, start - pad), min(len(pcm), end + pad)
-    out = np.zeros(end - start + 2 * pad, dtype=np.int16)
-    out[pad - (start - lo): pad - (start - lo) + hi - lo] = pcm[lo:hi]
+    lo, hi = max(0, start - lead), min(len(pcm), end + trail)
+    out = np.zeros(end - start + lead + trail, dtype=np.int16)
+    out[lead - (start - lo): lead - (start - lo) + hi - lo] = pcm[lo:hi]
     return out
 
 
@@ -96,8 +98,11 @@ def synth_utterance(split: str, index: int, lib_path: Path | None = None) -> dic
         p = voice_params(split, index, attempt)
         raw, rate = espeak.synthesize(text, p.voice, p.rate, p.pitch, p.word_gap,
                                       p.pitch_range, p.volume, p.noise_seed, lib_path=lib_path)
-        pcm = trim_silence(to_16k(raw, rate, p.peak))
-        if pcm is not None and MIN_DURATION_S <= len(pcm) / SAMPLE_RATE <= MAX_DURATION_S:
+        pcm = trim_silence(to_16k(raw, rate, p.peak), SAMPLE_RATE, p.lead_s, p.trail_s)
+        # The 1-4 s bounds hold for the speech with the usual edges; unseen's own
+        # edges (up to 2 x 0.5 s) come on top.
+        core = 0.0 if pcm is None else len(pcm) / SAMPLE_RATE - p.lead_s - p.trail_s + 2 * PAD_S
+        if pcm is not None and MIN_DURATION_S <= core <= MAX_DURATION_S:
             return {"text": text, "pcm": pcm, "params": p, "attempt": attempt}
     raise CorpusError(f"{utterance_id(split, index)}: no 1-4 s utterance in {MAX_ATTEMPTS} attempts")
 

@@ -8,6 +8,10 @@ utterance k never depends on any other utterance.
 * Train and held-out sentences are disjoint by construction: a sentence's
  SHA-256 bucket decides which split may use it (0 → dev, 1 → unseen,
  2-9 → train).
+* Sentence shapes: train and dev use ``TEMPLATES``; ``unseen`` uses only
+ ``UNSEEN_TEMPLATES``, shapes training never shows (fronted phrases, yes/no
+ questions, relative clauses, ...) made of the same slots and words, so the
+ unseen split measures whether a model learnt words rather than templates.
 * Train vocabulary covers every word: train sentence ``i < len(vocabulary())``
  is forced to contain ``vocabulary()[i]`` (for every attempt), so every dev or
  unseen word occurs in a full training set.
@@ -19,7 +23,7 @@ import hashlib
 import random
 import re
 
-SEED = "ds2bench-corpus-v1"
+SEED = "ds2bench-corpus-v2"
 MIN_WORDS, MAX_WORDS = 3, 10
 OPTIONAL_SKIP = 0.65   # probability that an optional slot is left out
 ALLOWED = re.compile(r"^[A-Z']+( [A-Z']+)*$")
@@ -123,6 +127,29 @@ TEMPLATES: tuple[str, ...] = (
     "<SUBJ> <VI> <ADV> <TIME>?",
     "DON'T <VB> MY <ADJ>? <N> <ADV>?",
     "WHO <VT> THE <ADJ>? <N> <PREP> THE <N>",
+    # v2: more shapes (time and adverbs first, coordination, longer objects).
+    "<TIME> <NAME> <VT> <DET> <ADJ>? <N>",
+    "<ADV> THE <ADJ>? <N> <VI>",
+    "<NAME> <VT> THE <N> <PREP> THE <ADJ>? <N>",
+    "<SUBJ> <VT> <OBJ> <ADV> <TIME>?",
+    "<DET> <ADJ> <N> AND <DET> <ADJ> <N> <VI>",
+    "<WH> <BEPL> THE <ADJ>? <NPL> <PREP> THE <N>",
+    "<NAME> WILL <VBI> <PREP> THE <N> <TIME>?",
+    "<NUM> <NPL> AND <NUM> <NPL> <VI>",
+)
+
+# Shapes only the unseen split uses: same slots and literal words as above.
+UNSEEN_TEMPLATES: tuple[str, ...] = (
+    "<PREP> THE <N> <NAME> <VT> <DET> <ADJ>? <N>",
+    "DID <SUBJ> <VB> THE <ADJ>? <N> <TIME>?",
+    "THE <N> <NAME> <VT> <BE> <ADJ>",
+    "WILL <NAME> <VB> <OBJ> <TIME>?",
+    "<NAME> <VT> THE <N> AND <VI> <ADV>?",
+    "<ADJ> <NPL> <VI> <PREP> <NAMEPOS> <N>",
+    "WHO WILL <VB> THE <NPL> <ADV>?",
+    "<OBJ> AND <NAME> <VI> <TIME>",
+    "<TIME> THE <NPL> <BEPL> <ADJ> AND <ADJ>",
+    "<WH> DID THE <ADJ>? <N> <VBI> <ADV>?",
 )
 
 
@@ -138,16 +165,16 @@ def _parse(template: str) -> tuple[tuple[str, str, bool], ...]:
 
 
 @functools.cache
-def _templates() -> tuple[tuple[tuple[str, str, bool], ...], ...]:
-    return tuple(_parse(t) for t in TEMPLATES)
+def _templates(unseen: bool = False) -> tuple[tuple[tuple[str, str, bool], ...], ...]:
+    return tuple(_parse(t) for t in (UNSEEN_TEMPLATES if unseen else TEMPLATES))
 
 
 @functools.cache
-def vocabulary() -> tuple[str, ...]:
-    """Every word the grammar can produce, sorted."""
+def vocabulary(unseen: bool = False) -> tuple[str, ...]:
+    """Every word the (training, or with ``unseen`` the held-out) grammar can produce, sorted."""
     cats = categories()
     words: set[str] = set()
-    for tpl in _templates():
+    for tpl in _templates(unseen):
         for kind, value, _ in tpl:
             for entry in (cats[value] if kind == "slot" else (value,)):
                 words.update(entry.split())
@@ -176,9 +203,12 @@ def _candidates(forced: str | None) -> tuple[tuple[tuple, int], ...]:
     return tuple(out)
 
 
-def _generate(rng: random.Random, forced: str | None) -> str:
+def _generate(rng: random.Random, forced: str | None, unseen: bool = False) -> str:
     cats = categories()
-    tpl, force_pos = rng.choice(_candidates(forced))
+    if unseen:
+        tpl, force_pos = rng.choice(_templates(True)), -1
+    else:
+        tpl, force_pos = rng.choice(_candidates(forced))
     words: list[str] = []
     for pos, (kind, value, optional) in enumerate(tpl):
         if kind == "word":
@@ -203,7 +233,7 @@ def sentence(split: str, index: int, attempt: int = 0) -> str:
     rng = random.Random(f"{SEED}/text/{split}/{index}/{attempt}")
     forced = forced_word(split, index)
     for _ in range(10_000):
-        text = _generate(rng, forced)
+        text = _generate(rng, forced, unseen=split == "unseen")
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS and bucket(text) in SPLIT_BUCKETS[split]:
             return text
     raise RuntimeError(f"no sentence found for {split}/{index}/{attempt}")  # pragma: no cover

@@ -69,3 +69,96 @@ def test_different_epochs_or_seeds_differ(a, b):
     tb, gb = augment_params(CFG, b[0], b[1], idx)
     assert not torch.equal(ta, tb) and not torch.equal(ga, gb)
     assert (ta != tb).sum() == 20  # every utterance gets a new draw
+
+
+# ------------------------------------------------ waveform: edge silence, noise
+from reference.data.augment import augment_waves, coloured_noise, wave_params  # noqa: E402
+
+SR = 16000
+WAVE_CFG = AugmentConfig(silence_max_s=0.5, noise_prob=1.0, noise_snr_db_min=5.0,
+                         noise_snr_db_max=30.0)
+
+
+def _batch(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    wave = torch.zeros(len(lengths), max(lengths))
+    for k, n in enumerate(lengths):
+        wave[k, :n] = torch.from_numpy(rng.uniform(-0.5, 0.5, n).astype(np.float32))
+    return wave, torch.tensor(lengths)
+
+
+def test_waves_unchanged_when_off():
+    wave, lens = _batch([800, 500])
+    for cfg in (AugmentConfig(), AugmentConfig(enabled=False, silence_max_s=0.5, noise_prob=1)):
+        w2, l2 = augment_waves(cfg, 1, 1, [0, 1], wave, lens, SR)
+        assert w2 is wave and l2 is lens
+
+
+def test_silence_is_bounded_placed_and_exact():
+    cfg = AugmentConfig(silence_max_s=0.5)  # no noise: the added edges are exact zeros
+    wave, lens = _batch([4000, 2500, 3000])
+    idx = [7, 8, 9]
+    out, new = augment_waves(cfg, 3, 2, idx, wave, lens, SR)
+    for k, i in enumerate(idx):
+        p = wave_params(cfg, 3, 2, i, SR)
+        assert 0 <= p["lead"] <= SR // 2 and 0 <= p["trail"] <= SR // 2
+        n = int(lens[k])
+        assert int(new[k]) == p["lead"] + n + p["trail"]
+        assert torch.equal(out[k, p["lead"]:p["lead"] + n], wave[k, :n])
+        assert not out[k, :p["lead"]].any() and not out[k, p["lead"] + n:].any()
+    leads = [wave_params(cfg, 1, 1, i, SR)["lead"] for i in range(2000)]
+    assert min(leads) < 0.01 * SR and max(leads) > 0.49 * SR  # covers 0 .. 0.5 s
+
+
+def test_noise_snr_in_range_and_covers_the_edges():
+    wave, lens = _batch([16000, 12000, 8000, 16000])
+    idx = [1, 2, 3, 4]
+    out, new = augment_waves(WAVE_CFG, 5, 1, idx, wave, lens, SR)
+    for k, i in enumerate(idx):
+        p = wave_params(WAVE_CFG, 5, 1, i, SR)
+        n, lead = int(lens[k]), p["lead"]
+        speech = wave[k, :n].double()
+        noise = out[k, :int(new[k])].double().clone()
+        noise[lead:lead + n] -= speech
+        snr = 10 * torch.log10(speech.pow(2).mean() / noise.pow(2).mean())
+        assert 5.0 <= p["snr_db"] <= 30.0
+        assert abs(float(snr) - p["snr_db"]) < 1e-3
+        assert out[k, :lead].abs().sum() > 0  # the added silence carries the noise too
+        assert not out[k, int(new[k]):].any()  # batch padding stays zero
+
+
+def test_waves_deterministic_and_independent_of_batch():
+    wave, lens = _batch([3000, 5000, 4000])
+    a = augment_waves(WAVE_CFG, 9, 4, [10, 20, 30], wave, lens, SR)
+    b = augment_waves(WAVE_CFG, 9, 4, [10, 20, 30], wave, lens, SR)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    alone, alone_len = augment_waves(WAVE_CFG, 9, 4, [20], wave[1:2, :5000], lens[1:2], SR)
+    n = int(alone_len[0])
+    assert int(a[1][1]) == n and torch.equal(a[0][1, :n], alone[0, :n])
+    other = augment_waves(WAVE_CFG, 9, 5, [10, 20, 30], wave, lens, SR)  # another epoch
+    assert not torch.equal(a[1], other[1])
+
+
+def test_noise_probability_and_colour():
+    cfg = AugmentConfig(noise_prob=0.3)
+    noisy = sum(wave_params(cfg, 1, 1, i, SR)["snr_db"] is not None for i in range(2000))
+    assert 500 < noisy < 700
+    rng = np.random.default_rng(0)
+    for beta in (0.0, 1.0, 2.0):
+        x = coloured_noise(rng, 32000, beta)
+        assert abs(float(np.mean(x * x)) - 1.0) < 1e-4
+    # Brown noise puts far more of its power below 500 Hz than white noise.
+    def low_share(x):
+        p = np.abs(np.fft.rfft(x)) ** 2
+        return p[:len(p) * 500 // 8000].sum() / p.sum()
+    assert low_share(coloured_noise(rng, 32000, 2.0)) > 0.9 > 0.2 > low_share(coloured_noise(rng, 32000, 0.0))
+
+
+def test_bad_waveform_settings_name_the_field():
+    from reference.config import ConfigError, load_config
+
+    for override, field in (("augment.noise_prob=1.5", "augment.noise_prob"),
+                            ("augment.silence_max_s=-1", "augment.silence_max_s"),
+                            ("augment.noise_snr_db_min=50", "augment.noise_snr_db_min")):
+        with pytest.raises(ConfigError, match=field):
+            load_config("tiny", [override])

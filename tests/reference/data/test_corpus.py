@@ -59,10 +59,31 @@ def test_vocabulary_coverage_survives_retries() -> None:
     assert text.sentence("dev", 3, 1) == text.sentence("dev", 3, 1)
 
 
+def test_unseen_shapes_are_new_but_use_training_words() -> None:
+    assert not set(text.TEMPLATES) & set(text.UNSEEN_TEMPLATES)
+    assert set(text.vocabulary(unseen=True)) <= set(text.vocabulary())
+    # Each unseen sentence comes from an unseen-only template: the first words
+    # of the 200 cover shapes that no train template starts with (e.g. DID, WILL).
+    starts = {text.sentence("unseen", i).split()[0] for i in range(SPLITS["unseen"])}
+    assert {"DID", "WILL"} <= starts
+    train_starts = {text.sentence("train", i).split()[0] for i in range(SPLITS["train"])}
+    assert not {"DID", "WILL"} & train_starts
+
+
 def test_voices() -> None:
     voices.check_variants(espeak.variant_names())
     assert not set(voices.TRAIN_VARIANTS) & set(voices.UNSEEN_VARIANTS)
+    assert not set(voices.ACCENTS) & set(voices.UNSEEN_ACCENTS)
     assert len(voices.UNSEEN_VARIANTS) >= 10
+    assert {"klatt", "klatt2"} <= set(voices.TRAIN_VARIANTS)  # Klatt family in training
+    assert {"klatt5", "klatt6"} <= set(voices.UNSEEN_VARIANTS)
+    unseen = [voices.voice_params("unseen", i) for i in range(SPLITS["unseen"])]
+    assert any(p.accent in voices.UNSEEN_ACCENTS for p in unseen)
+    leads = [p.lead_s for p in unseen] + [p.trail_s for p in unseen]
+    assert min(leads) == 0.0 and max(leads) >= 0.45 and all(0 <= x <= 0.5 for x in leads)
+    train = [voices.voice_params("train", i) for i in range(200)]
+    assert all(p.lead_s == p.trail_s == voices.EDGE_S for p in train)
+    assert all(p.accent in voices.ACCENTS for p in train)
     for i in range(50):
         p = voices.voice_params("unseen", i)
         assert p.variant in voices.UNSEEN_VARIANTS
@@ -80,6 +101,17 @@ def test_espeak_reload_is_stateless(tmp_path: Path) -> None:
     assert np.array_equal(first, espeak.synthesize(*args, lib_path=lib)[0])
 
 
+def test_every_variant_is_deterministic(tmp_path: Path) -> None:
+    # Some installed variants (e.g. Reed, caleb) vary from call to call even with
+    # a fresh library and a fixed seed: none of them may be in the corpus.
+    lib = espeak.private_library_copy(tmp_path)
+    for v in voices.TRAIN_VARIANTS + voices.UNSEEN_VARIANTS:
+        args = ("WE WALKED YESTERDAY", f"en-us+{v}", 151, 51, 2, 60, 20, 953656633)
+        first = espeak.synthesize(*args, lib_path=lib)[0]
+        for _ in range(2):
+            assert np.array_equal(first, espeak.synthesize(*args, lib_path=lib)[0]), v
+
+
 def test_espeak_breath_noise_is_seeded(tmp_path: Path) -> None:
     # espeak seeds its noise generator from time(NULL); "f2" has breath noise.
     lib = espeak.private_library_copy(tmp_path)
@@ -95,6 +127,10 @@ def test_trim_silence() -> None:
     padded = np.concatenate([np.zeros(8000, np.int16), speech, np.zeros(8000, np.int16)])
     out = build.trim_silence(padded)
     assert out is not None and len(out) == 16000 + 2 * 1280
+    assert np.array_equal(out[1280:-1280], speech)
+    edges = build.trim_silence(padded, 16000, 0.0, 0.5)  # unseen: edges of their own
+    assert edges is not None and len(edges) == 16000 + 8000
+    assert np.array_equal(edges[:16000], speech) and not edges[16000:].any()
     assert build.trim_silence(np.zeros(16000, np.int16)) is None
 
 
@@ -111,7 +147,9 @@ def test_manifests(corpus: Path) -> None:
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             assert info.format == "FLAC"
             assert abs(info.frames / 16000 - row["duration"]) < 1e-9
-            assert 1.0 <= row["duration"] <= 4.0
+            # unseen: up to 0.5 s of edge silence each side instead of 0.08 s
+            extra = 2 * (voices.UNSEEN_EDGE_S - voices.EDGE_S) if split == "unseen" else 0.0
+            assert 1.0 <= row["duration"] <= 4.0 + extra + 1e-9
             text.check_text(row["text"])
     assert (corpus / ".complete").is_file()
 

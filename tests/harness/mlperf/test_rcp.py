@@ -1,0 +1,52 @@
+"""RCPs through MLPerf's own rcp_checker: built from real MLPerfLogger logs, a set
+that converges as the reference passes, one that converges much faster fails."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.mlperf import rcp
+from tests.harness.mlperf.logfactory import write_valid_log
+
+TARGET = 23.0
+
+
+def _run(path: Path, epochs_to_target: int, seed: int, batch: int = 8) -> Path:
+    # WER falls to the target in the given epoch (the run stops there).
+    wers = tuple([60.0 - k for k in range(epochs_to_target - 1)] + [22.0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_valid_log(path, wers=wers, target_wer=TARGET, seed=seed, batch_per_card=batch)
+
+
+def _set(root: Path, epochs: list[int], batch: int = 8) -> list[Path]:
+    return [_run(root / f"r{k}" / "mlperf.log", e, seed=k + 1, batch=batch)
+            for k, e in enumerate(epochs)]
+
+
+def test_convergence_is_read_by_the_engine(tmp_path):
+    log = _run(tmp_path / "mlperf.log", 4, seed=1)
+    c = rcp.convergence(log)
+    assert c["converged"] and c["bs"] == 8 and c["epochs"] == 4 and c["samples"] == 4 * 480
+    aborted = write_valid_log(tmp_path / "a.log", wers=(50.0, 40.0), status="aborted")
+    assert rcp.convergence(aborted)["converged"] is False
+
+
+def test_rcp_file_and_set_check(tmp_path):
+    ref = _set(tmp_path / "ref", [5, 6, 5, 6, 5, 7, 6, 5, 6, 6])
+    other_bs = _set(tmp_path / "ref16", [6, 7, 6, 7, 6], batch=16)
+    rcps = rcp.build_rcps(ref + other_bs, "tiny")
+    assert sorted(r["BS"] for r in rcps.values()) == [8, 16]
+    rec = rcps["tiny_ref_8"]
+    assert rec["Benchmark"] == "deepspeech2" and rec["Epochs to converge"] == sorted(
+        [5, 6, 5, 6, 5, 7, 6, 5, 6, 6])
+    assert rec["Samples to converge"][0] == 5 * 480
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(rcps))
+    ok, msg = rcp.check_set(_set(tmp_path / "same", [6, 5, 6, 5, 6]), path, 5)
+    assert ok, msg
+    fast, msg = rcp.check_set(_set(tmp_path / "fast", [2, 2, 3, 2, 2]), path, 5)
+    assert not fast and msg.startswith("RCP found"), msg  # implausibly fast: a changed recipe
+    # The CLI says the same, with an exit status.
+    assert rcp.main(["check", "--set", str(tmp_path / "fast"), "--rcp", str(path)]) == 1
+    assert rcp.main(["check", "--set", str(tmp_path / "same"), "--rcp", str(path)]) == 0
+    assert rcp.main(["check", "--set", str(tmp_path / "none"), "--rcp", str(path)]) == 2
