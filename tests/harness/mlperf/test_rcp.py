@@ -11,11 +11,20 @@ from tests.harness.mlperf.logfactory import write_valid_log
 TARGET = 23.0
 
 
+def _epoch_samples(batch: int) -> int:
+    # The factory's default benchmark trains its whole dataset section each epoch.
+    from reference.config import load_config
+
+    train = load_config("mlcommons_v05").dataset.train_utterances
+    return train // batch * batch
+
+
 def _run(path: Path, epochs_to_target: int, seed: int, batch: int = 8) -> Path:
     # WER falls to the target in the given epoch (the run stops there).
     wers = tuple([60.0 - k for k in range(epochs_to_target - 1)] + [22.0])
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_valid_log(path, wers=wers, target_wer=TARGET, seed=seed, batch_per_card=batch)
+    return write_valid_log(path, wers=wers, seed=seed,
+                           overrides=(f"train.target_wer={TARGET}", f"train.batch_per_card={batch}"))
 
 
 def _set(root: Path, epochs: list[int], batch: int = 8) -> list[Path]:
@@ -26,7 +35,7 @@ def _set(root: Path, epochs: list[int], batch: int = 8) -> list[Path]:
 def test_convergence_is_read_by_the_engine(tmp_path):
     log = _run(tmp_path / "mlperf.log", 4, seed=1)
     c = rcp.convergence(log)
-    assert c["converged"] and c["bs"] == 8 and c["epochs"] == 4 and c["samples"] == 4 * 480
+    assert c["converged"] and c["bs"] == 8 and c["epochs"] == 4 and c["samples"] == 4 * _epoch_samples(8)
     aborted = write_valid_log(tmp_path / "a.log", wers=(50.0, 40.0), status="aborted")
     assert rcp.convergence(aborted)["converged"] is False
 
@@ -39,7 +48,7 @@ def test_rcp_file_and_set_check(tmp_path):
     rec = rcps["tiny_ref_8"]
     assert rec["Benchmark"] == "deepspeech2" and rec["Epochs to converge"] == sorted(
         [5, 6, 5, 6, 5, 7, 6, 5, 6, 6])
-    assert rec["Samples to converge"][0] == 5 * 480
+    assert rec["Samples to converge"][0] == 5 * _epoch_samples(8)
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(rcps))
     ok, msg = rcp.check_set(_set(tmp_path / "same", [6, 5, 6, 5, 6]), path, 5)
