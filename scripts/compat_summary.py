@@ -9,11 +9,12 @@ import sys
 import xml.etree.ElementTree as ET
 
 
-def _first_line(text: str | None) -> str:
-    for line in (text or "").splitlines():
-        if line.strip():
-            return line.strip()[:240]
-    return "(no message)"
+def _error_line(message: str | None, text: str | None) -> str:
+    """pytest's one-line message, or for a module that failed to import its `E ...` line."""
+    if message and message.strip() != "collection failure":
+        return message.strip().splitlines()[0][:240]
+    e_lines = [l[1:].strip() for l in (text or "").splitlines() if l.startswith("E ")]
+    return (e_lines[-1] if e_lines else (message or "(no message)").strip())[:240]
 
 
 def summarize(junit: str, torch: str, image_s: int, setup_s: int, image_size: str) -> str:
@@ -31,8 +32,11 @@ def summarize(junit: str, torch: str, image_s: int, setup_s: int, image_size: st
         for kind in ("failure", "error"):
             bad = case.find(kind)
             if bad is not None:
-                test_id = f"{case.get('classname', '').replace('.', '/')}.py::{case.get('name')}"
-                lines.append(f"  {kind.upper()} {test_id}: {_first_line(bad.get('message') or bad.text)}")
+                cls, name = case.get("classname", ""), case.get("name", "")
+                # A module that failed to import has no class name: its name is the module.
+                test_id = (f"{cls.replace('.', '/')}.py::{name}" if cls
+                           else f"{name.replace('.', '/')}.py (collection)")
+                lines.append(f"  {kind.upper()} {test_id}: {_error_line(bad.get('message'), bad.text)}")
     return "\n".join(lines) + "\n"
 
 

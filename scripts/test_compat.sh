@@ -9,7 +9,8 @@
 #  2. With that venv *activated*, scripts/setup_env.sh makes
 #     .venv-compat/torch-V/ds2 exactly as `make setup` does on a Cambricon
 #     image: it must reuse that torch and NumPy and add only what is missing.
-#  3. The suite (`pytest`, the default selection: unit tests and the e2e runs,
+#  3. The suite (`pytest`, the default selection, a module that fails to
+#     import reported and the rest run: unit tests and the e2e runs,
 #     2-rank torchrun/gloo ones included; PYTEST_ARGS adds to it) runs with
 #     the ds2 venv's python. junit.xml and pytest.log stay in the folder.
 # Then a summary table: counts, time and every failing test with its error
@@ -50,7 +51,8 @@ PYEOF
   t2=$(date +%s)
   # shellcheck disable=SC2086  # PYTEST_ARGS is a list of words on purpose
   ( source "$D/image/bin/activate" &&
-    "$D/ds2/bin/python" -m pytest -q -p no:cacheprovider --junitxml="$D/junit.xml" ${PYTEST_ARGS:-} ) \
+    "$D/ds2/bin/python" -m pytest -q -p no:cacheprovider --continue-on-collection-errors \
+      --junitxml="$D/junit.xml" ${PYTEST_ARGS:-} ) \
     2>&1 | tee "$D/pytest.log" | tail -n 40
   rc=${PIPESTATUS[0]}
   t3=$(date +%s)
