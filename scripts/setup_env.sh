@@ -114,7 +114,7 @@ FROM_NUMPY='import platform, numpy, torch, soundfile, mlperf_logging, espeakng_l
 torch.from_numpy(numpy.zeros(2))
 print("[setup] ok: python", platform.python_version(), "torch", torch.__version__, "numpy", numpy.__version__)'
 if ! OK=$("$VPY" -c "$FROM_NUMPY" 2>/dev/null); then
-  say "torch $("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null) cannot use NumPy $("$VPY" -c 'import numpy; print(numpy.__version__)'): putting numpy==$NUMPY_FOR_OLD_TORCH in .venv"
+  say "torch $("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null) cannot use NumPy $("$VPY" -c 'import numpy; print(numpy.__version__)'): putting numpy==$NUMPY_FOR_OLD_TORCH in $VENV"
   "$VPY" -m pip install -q "numpy==$NUMPY_FOR_OLD_TORCH"
   OK=$("$VPY" -c "$FROM_NUMPY") || die "torch.from_numpy still fails with numpy==$NUMPY_FOR_OLD_TORCH"
 fi

@@ -19,7 +19,9 @@ import pytest
 
 from setup_util import REPO
 
-pytestmark = pytest.mark.e2e
+# Slow (a venv and a real pip run, ~15-40 s here): `make test-all`; `make test-compat`
+# covers the same path on every run with real old torch images.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _site(python: Path) -> Path:
