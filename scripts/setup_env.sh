@@ -110,13 +110,15 @@ if ! "$VPY" -m pip install -q -r requirements.txt -c "$EFFECTIVE"; then
 fi
 
 # --- NumPy must still work with this torch ----------------------------------------
-FROM_NUMPY='import platform, numpy, torch, soundfile, mlperf_logging, espeakng_loader
-torch.from_numpy(numpy.zeros(2))
-print("[setup] ok: python", platform.python_version(), "torch", torch.__version__, "numpy", numpy.__version__)'
-if ! OK=$("$VPY" -c "$FROM_NUMPY" 2>/dev/null); then
+# Only this check decides about NumPy (a failing import of anything else must
+# not be "fixed" by moving NumPy).
+FROM_NUMPY='import numpy, torch; torch.from_numpy(numpy.zeros(2))'
+if ! "$VPY" -c "$FROM_NUMPY" >/dev/null 2>&1; then
   say "torch $("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null) cannot use NumPy $("$VPY" -c 'import numpy; print(numpy.__version__)'): putting numpy==$NUMPY_FOR_OLD_TORCH in $VENV"
   "$VPY" -m pip install -q "numpy==$NUMPY_FOR_OLD_TORCH"
-  OK=$("$VPY" -c "$FROM_NUMPY") || die "torch.from_numpy still fails with numpy==$NUMPY_FOR_OLD_TORCH"
+  "$VPY" -c "$FROM_NUMPY" || die "torch.from_numpy still fails with numpy==$NUMPY_FOR_OLD_TORCH"
 fi
-echo "$OK"
+"$VPY" -c 'import platform, numpy, torch, soundfile, mlperf_logging, espeakng_loader
+print("[setup] ok: python", platform.python_version(), "torch", torch.__version__, "numpy", numpy.__version__)' ||
+  die "$VENV cannot import its dependencies (the error is above)"
 touch "$VENV/.ds2bench-ready"
