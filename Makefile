@@ -19,6 +19,8 @@ PYTEST_ARGS ?=
 SEEDCMP ?=
 DIVISION ?=
 RCP_BATCHES ?= 16 32
+COMPAT_TORCH ?= 2.1.2 2.4.1
+COMPAT_NUMPY ?= 1.26.4
 
 export PYTHONUNBUFFERED := 1
 
@@ -27,14 +29,14 @@ BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DE
   $(if $(SEED),--seed $(SEED)) $(if $(DIVISION),--division $(DIVISION)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
   $(foreach s,$(SET),--set $(s))
 
-.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup rcp clean
+.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup rcp test-compat compat-envs clean-compat clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-setup: .venv/.ds2bench-ready ## virtual env + pinned dependencies (reuses an installed torch)
+setup: .venv/.ds2bench-ready ## virtual env + dependencies (reuses the torch/numpy of the system or the active venv)
 
-.venv/.ds2bench-ready: requirements.txt scripts/setup_env.sh
+.venv/.ds2bench-ready: requirements.txt constraints.txt scripts/setup_env.sh scripts/effective_constraints.py
 	bash scripts/setup_env.sh
 
 corpus: setup ## generate + verify the embedded speech corpus (data/embedded)
@@ -86,6 +88,15 @@ test: setup ## the test suite (fast tests + one real end-to-end run)
 
 test-all: setup ## every test, the slow end-to-end ones included
 	$(PY) -m pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+test-compat: ## the suite on real torch 2.1.2 / 2.4.1 + NumPy 1.26 image-like venvs (.venv-compat/, docs/COMPAT.md)
+	COMPAT_TORCH="$(COMPAT_TORCH)" COMPAT_NUMPY=$(COMPAT_NUMPY) PYTEST_ARGS="$(PYTEST_ARGS)" bash scripts/test_compat.sh
+
+compat-envs: ## only build the image-like venvs of test-compat (about 4.7 GB each)
+	for t in $(COMPAT_TORCH); do bash scripts/compat_image.sh $$t $(COMPAT_NUMPY) || exit 1; done
+
+clean-compat: ## remove the test-compat venvs (.venv-compat/)
+	rm -rf .venv-compat
 
 clean: ## remove runs and caches (keeps the venv and the corpus)
 	rm -rf $(RUNS) .pytest_cache
