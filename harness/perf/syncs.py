@@ -27,7 +27,7 @@ So an instrumented CPU run tells what the same code would do on a GPU or MLU.
 Not seen: synchronisations inside vendor kernels (an operator that copies its
 own arguments with a blocking copy) and the autograd engine's; on CUDA,
 `cuda_sync_warnings` cross-checks with `torch.cuda.set_sync_debug_mode`, which
-sees those too. `make device-check` can call both (see docs/PERF_STEP.md).
+sees those too. `make device-check` can call both (see docs/PERFORMANCE.md).
 
 On CPU, ``.to(device)`` and ``.cpu()`` return the tensor itself; under the
 counter such a no-op move returns a copy instead, so that the host and device
