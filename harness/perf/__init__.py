@@ -17,7 +17,7 @@ parameters → features on the device (gain + tempo) → `DeepSpeech2` forward �
 CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
 in the trainer, so not in the timed steps) →
 finite-loss check (one host sync) → backward → gradient-norm clip →
-optimizer step. Clocks are read after `reference.train.distributed.synchronize`;
+optimizer step. Clocks are read after `reference.device.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.
 
 Batches: real audio from ``data/embedded`` when present — length-sorted

@@ -31,7 +31,7 @@ from harness.perf.system import (LoadWatch, accelerator_name, available_cores, c
                                  matmul_gflops, torch_threads)
 from reference.config import (BenchmarkConfig, FeatureConfig, ModelConfig, OptimConfig, load_config,
                               resolve_cards)
-from reference.train.distributed import pick_device
+from reference.device import pick_device
 
 REPO = Path(__file__).resolve().parents[2]
 

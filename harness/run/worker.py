@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from harness.run.rundir import next_log_path
     from harness.mlperf.submission import load_submission, submission_log_values
     from reference.config import load_config
-    from reference.train.distributed import DistContext, accelerator_name
+    from reference.device import accelerator_name
+    from reference.train.distributed import DistContext
     from reference.train.trainer import Trainer
 
     run_dir: Path = args.run_dir

@@ -14,7 +14,8 @@ import yaml
 from reference.train.checkpoint import load_checkpoint
 from reference.config import config_from_dict
 from reference.data.loader import BatchLoader, UtteranceSet
-from reference.train.distributed import DistContext, pick_device
+from reference.device import pick_device
+from reference.train.distributed import DistContext
 from reference.model.deepspeech2 import DeepSpeech2
 from reference.train.splits import load_split
 from reference.train.trainer import Trainer, default_threads

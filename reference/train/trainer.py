@@ -30,7 +30,8 @@ from reference.train import comm
 from reference.config import BenchmarkConfig, dump_config
 from reference.data.loader import Batch, BatchLoader, UtteranceSet
 from reference.model.decoder import greedy_decode
-from reference.train.distributed import DistContext, synchronize
+from reference.device import synchronize
+from reference.train.distributed import DistContext
 from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
@@ -160,7 +161,7 @@ class Trainer:
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
-            "rng": ckpt.rng_state(),
+            "rng": ckpt.rng_state(self.dist.device),
             "result": asdict(self.result),
         }
 
@@ -179,7 +180,7 @@ class Trainer:
         path, state = found
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], self.dist.device)
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]
         epoch, step = state["epoch"], state["step_in_epoch"]
