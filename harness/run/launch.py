@@ -29,7 +29,7 @@ class LaunchSpec:
     rdzv_endpoint: str | None = None  # host:port for multi-node c10d rendezvous
     rdzv_id: str = "ds2bench"
     device: str = "auto"
-    timeout_s: float = 120.0
+    timeout_s: float = 1800.0  # reference.train.distributed.DEFAULT_TIMEOUT_S
     preflight_workers: int = 1
 
     @property

@@ -27,7 +27,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--submission", type=Path, default=Path("submission.yaml"))
-    p.add_argument("--timeout", type=float, default=120.0, help="process-group timeout (s)")
+    p.add_argument("--timeout", type=float, default=1800.0, help="process-group timeout (s)")
     p.add_argument("--preflight-workers", type=int, default=1)
     return p.parse_args(argv)
 
