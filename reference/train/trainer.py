@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +27,7 @@ from torch import nn
 
 from reference.train import checkpoint as ckpt
 from reference.train import comm
+from reference.train import precision
 from reference.config import BenchmarkConfig, dump_config
 from reference.data.loader import Batch, BatchLoader, UtteranceSet
 from reference.model.decoder import greedy_decode
@@ -105,6 +106,8 @@ class Trainer:
         threads = cfg.train.threads or default_threads(self.dist.local_world_size)
         if dev.type == "cpu":
             torch.set_num_threads(threads)
+        fp32_flags = precision.apply_fp32_precision(cfg.train.fp32_precision)
+        self.amp = precision.plan_amp(cfg.train.amp, cfg.model, cfg.features, dev)
         torch.manual_seed(cfg.train.seed)
         self.model = DeepSpeech2(cfg.model, cfg.features).to(dev)
         self.ddp: nn.Module = self.model
@@ -147,6 +150,8 @@ class Trainer:
             "device": str(dev),
             "world_size": self.dist.world_size,
             "resumed_from_epoch": self.start_epoch if self.resume else None,
+            "precision": {"fp32_precision": cfg.train.fp32_precision, **self.amp.info(),
+                          "flags": fp32_flags},
         }
         self.hooks.on_setup_done(info)
         return info
@@ -162,6 +167,7 @@ class Trainer:
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
             "rng": ckpt.rng_state(self.dist.device),
+            "grad_scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
             "result": asdict(self.result),
         }
 
@@ -181,6 +187,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"], self.dist.device)
+        if self.amp.scaler is not None and state.get("grad_scaler"):
+            self.amp.scaler.load_state_dict(state["grad_scaler"])
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]
         epoch, step = state["epoch"], state["step_in_epoch"]
@@ -210,9 +218,7 @@ class Trainer:
                                epoch, cap, self.dist.device)
 
     def _autocast(self):
-        if self.cfg.train.amp == "bf16":
-            return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return self.amp.autocast(self.dist.device.type)
 
     @contextmanager
     def _frozen_bn(self) -> Iterator[None]:
@@ -295,9 +301,7 @@ class Trainer:
                 self._check_nonfinite_budget()
             else:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_norm)
-                self.optimizer.step()
+                self.amp.step(loss, self.optimizer, self.model.parameters(), cfg.optim.clip_norm)
                 sum_utt += nll_utt.detach().to(torch.float64)
                 sum_char += nll_char.detach().to(torch.float64)
                 counted += 1

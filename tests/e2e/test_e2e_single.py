@@ -44,6 +44,10 @@ def test_log_sequence_and_status(single_run):
     assert evals[-1]["value"] <= 100.0
     platform = next(r["value"] for r in recs if r["key"] == "submission_platform")
     assert platform == "1xCPU"
+    # The precision that ran: fp32 math as the benchmark names it, the RNN's measured dtype.
+    value = {r["key"]: r["value"] for r in recs}
+    assert (value["ds2_amp"], value["ds2_fp32_precision"]) == ("off", "ieee")
+    assert (value["ds2_rnn_dtype"], value["ds2_grad_scaler"]) == ("float32", False)
 
 
 def test_compliance_check_passes(single_run):
