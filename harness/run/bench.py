@@ -61,8 +61,13 @@ def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     accel = accelerator_name(torch.device(device, 0)) if device != "cpu" else "CPU"
     threads = (cfg.train.threads or default_threads(spec.cards)) if device == "cpu" else None
+    from harness.run.stack import stack_facts
+
     desc = describe(spec.world_size, spec.nnodes, device, accel, threads,
-                    Path(__file__).resolve().parents[2])
+                    Path(__file__).resolve().parents[2],
+                    stack=stack_facts(device, spec.cards, run_dir.parent))
+    # What the run is asked to compute in; the MLPerf log records what ran (ds2_rnn_dtype).
+    desc["precision"] = {"fp32_precision": cfg.train.fp32_precision, "amp": cfg.train.amp}
     (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
     _warn_if_loaded(desc, threads, spec.cards)
     sub = load_submission(sub_path)

@@ -29,6 +29,10 @@ def test_run_succeeds_and_describes_itself(single_run):
         assert (run_dir / name).is_file(), name
     desc = json.loads((run_dir / "description.json").read_text())
     assert desc["software"]["torch"] and desc["cards"] == 1
+    stack = desc["stack"]  # what `make doctor` prints, recorded for this run
+    assert stack["torch"]["version"] == torch.__version__ and stack["device"]["kind"] == "cpu"
+    assert stack["device"]["backend"] == "gloo" and stack["threads"]["ranks_per_node"] == 1
+    assert desc["precision"] == {"fp32_precision": "ieee", "amp": "off"}
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
 
 
