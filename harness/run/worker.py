@@ -5,9 +5,10 @@ Reads the resolved config from the run directory, joins the process group
 with `run_stop`: success only when the target was reached. SIGTERM/SIGINT stop
 at the next step boundary with a checkpoint.
 
-Exit codes: 0 the run ended by its protocol (see result.json), 1 error or
-terminated. `harness bench` maps result.json to 0 (target reached) or 3
-(ended without reaching it).
+Exit codes: 0 the run ended by its protocol (see result.json), a signal's
+stop included (all ranks stop together, checkpointed), 1 error. `harness
+bench` maps result.json to 0 (target reached), 1 (terminated by a signal) or
+3 (ended without reaching it).
 """
 from __future__ import annotations
 
@@ -71,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         hooks.log_init_start(resumed_from="checkpoint" if args.resume else None)
         trainer.setup()
         result = trainer.fit()
-        # A run that ended by the protocol (target reached, or epochs used up)
-        # exits 0 so torchrun does not report it as a crash; the launcher turns
-        # result.json into the final exit code. Terminations are errors.
-        code = EXIT_ERROR if result.reason.startswith("terminated") else EXIT_SUCCESS
+        # A run that ended by the protocol (target reached, epochs used up, or a
+        # signal every rank stopped on together) exits 0 so torchrun does not
+        # report it as a crash; the launcher turns result.json into the final
+        # exit code (a termination is 1 there).
+        code = EXIT_SUCCESS
         if dist.is_main:
             summary = {k: v for k, v in result.__dict__.items() if k != "history"}
             summary["log"] = log_path.name if log_path else None

@@ -174,9 +174,16 @@ class Trainer:
     def save(self, epoch: int, step_in_epoch: int) -> None:
         if not self.dist.is_main:
             return
+        t0 = time.perf_counter()
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, self.global_step,
                                     self._state(epoch, step_in_epoch),
                                     self.cfg.train.keep_checkpoints)
+        took = time.perf_counter() - t0
+        if self.dist.distributed and took > self.dist.timeout_s / 3:
+            # The other ranks wait in the next collective meanwhile.
+            print(f"[checkpoint] writing {path.name} took {took:.0f} s, over a third of the "
+                  f"{self.dist.timeout_s:.0f} s process-group timeout: raise --timeout",
+                  file=sys.stderr)
         self.hooks.on_checkpoint(str(path), epoch, self.global_step)
 
     def _restore(self) -> None:
@@ -271,9 +278,6 @@ class Trainer:
         t_timed, timed_steps = None, 0
         steps_total = start + len(batches)
         for k, batch in enumerate(self.train_loader.iterate(batches), start=start):
-            if self.stop_requested:
-                self.save(epoch, k)
-                raise TerminationRequested(self.stop_requested)
             if self.global_step == WARMUP_STEPS or (t_timed is None and self.global_step > WARMUP_STEPS):
                 synchronize(dev)
                 t_timed = time.perf_counter()
@@ -288,11 +292,19 @@ class Trainer:
             nll_utt, nll_char, seed = self._losses(
                 logits, out_lens, batch, with_seed=last_step or cfg.train.loss != "ctc_nll")
             loss = nll_utt if cfg.train.loss == "ctc_nll" else seed
-            # Decide on every rank together whether this step is usable: a rank
-            # that skipped backward alone would hang the gradient all-reduce.
-            bad = (~torch.isfinite(loss)).to(torch.float32).reshape(1)
-            self.dist.all_reduce_sum(bad)
-            if bad.item() > 0:
+            # Decide on every rank together, in one all-reduce, whether this step is
+            # usable and whether to stop: a rank that skipped backward alone, or
+            # stopped alone on a signal only it received, would hang the others in
+            # the next collective. Flags: [non-finite loss, SIGTERM, SIGINT].
+            flags = torch.cat([(~torch.isfinite(loss)).to(torch.float32).reshape(1),
+                               self._stop_flags()])
+            self.dist.all_reduce_sum(flags)
+            bad, term, intr = flags.tolist()
+            if term or intr:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.save(epoch, k)  # step k is not applied: a resume runs it
+                raise TerminationRequested("SIGTERM" if term else "SIGINT")
+            if bad > 0:
                 skipped += 1
                 self.result.skipped_steps += 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -345,6 +357,12 @@ class Trainer:
             # overlaps backward; None where a host clock cannot measure it.
             "allreduce_time(s)": comm_s, "allreduce_buckets": comm_buckets,
         }
+
+    def _stop_flags(self) -> torch.Tensor:
+        """[SIGTERM seen, SIGINT seen] by this rank (set by the worker's signal handlers)."""
+        stop = self.stop_requested
+        return torch.tensor([stop == "SIGTERM", stop == "SIGINT"], dtype=torch.float32,
+                            device=self.dist.device)
 
     def _check_nonfinite_budget(self) -> None:
         limit = self.cfg.train.max_nonfinite_fraction
@@ -443,6 +461,8 @@ class Trainer:
             res.status, res.reason = "aborted", f"{type(err).__name__}: {err}"
             raise
         finally:
+            for loader in (self.train_loader, self.eval_loader):
+                loader.close()
             res.global_step = self.global_step
             res.throughput = self._timed[0] / self._timed[1] if self._timed[1] > 0 else None
             summary = {k: v for k, v in asdict(res).items() if k != "history"}
