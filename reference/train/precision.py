@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
-from reference.device import device_module
+from reference.device import autocast_enabled, device_module
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _NEW_API = (("cuda.matmul", "cuda_matmul"), ("cudnn.conv", "cudnn_conv"), ("cudnn.rnn", "cudnn_rnn"))
@@ -114,6 +114,9 @@ def rnn_dtypes(model_cfg: ModelConfig, feat: FeatureConfig, device: torch.device
     ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     try:
         with ctx:
+            if dtype is not None and not autocast_enabled(device.type):
+                # torch warns "not supported ... Disabling autocast" and runs fp32.
+                raise RuntimeError(f"this torch's {device.type} autocast does not support {dtype}")
             logits, _ = model(feats, torch.tensor([64, 48]))
         logits.float().sum().backward()
     finally:
