@@ -36,15 +36,20 @@ class PrecisionError(ValueError):
 
 
 def _attr(root: Any, dotted: str) -> Any:
+    """`root.a.b` or None; torch < 2.4's cuBLAS flag object raises AssertionError, not
+    AttributeError, for a name it does not know (so plain hasattr would crash there)."""
     for name in dotted.split("."):
-        root = getattr(root, name, None)
+        try:
+            root = getattr(root, name)
+        except (AttributeError, AssertionError):
+            return None
         if root is None:
             return None
     return root
 
 
 def _new_api() -> bool:
-    return hasattr(torch.backends.cuda.matmul, "fp32_precision")
+    return _attr(torch.backends, "cuda.matmul.fp32_precision") is not None
 
 
 def apply_fp32_precision(mode: str) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def apply_fp32_precision(mode: str) -> dict[str, Any]:
         torch.set_float32_matmul_precision("high" if tf32 else "highest")
     for path, _ in _MLU_FLAGS:
         mod = _attr(b, path)
-        if mod is not None and hasattr(mod, "allow_tf32"):
+        if _attr(mod, "allow_tf32") is not None:
             mod.allow_tf32 = tf32
     return precision_flags()
 
@@ -78,7 +83,7 @@ def precision_flags() -> dict[str, Any]:
         out["float32_matmul_precision"] = torch.get_float32_matmul_precision()
     for path, name in _MLU_FLAGS:
         mod = _attr(b, path)
-        if mod is not None and hasattr(mod, "allow_tf32"):
+        if _attr(mod, "allow_tf32") is not None:
             out[name] = bool(mod.allow_tf32)
     return out
 
