@@ -29,7 +29,7 @@ BENCH_FLAGS = --benchmark $(BENCH) --cards $(CARDS) --runs $(RUNS) --device $(DE
   $(if $(SEED),--seed $(SEED)) $(if $(DIVISION),--division $(DIVISION)) $(if $(RDZV_ENDPOINT),--rdzv-endpoint $(RDZV_ENDPOINT)) \
   $(foreach s,$(SET),--set $(s))
 
-.PHONY: help setup bench scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup rcp test-compat compat-envs clean-compat clean
+.PHONY: help setup bench doctor device-check scaling check results test test-all verify data corpus eval perf seed-cmp seed-cmp-setup rcp test-compat compat-envs clean-compat clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -48,6 +48,12 @@ ifeq ($(RESUME),)
 else
 	$(PY) -m harness bench --resume $(RESUME) --cards $(CARDS) --device $(DEVICE)
 endif
+
+doctor: setup ## the stack a run would use (torch, vendor stack, devices, backend, precision, threads, disk, deps); non-zero with the fix
+	$(PY) -m harness doctor --device $(DEVICE) --cards $(CARDS) --runs $(RUNS)
+
+device-check: setup ## <= 5 min on one GPU: CPU/GPU parity, NCCL+DDP, AMP dtypes, LSTM 3x2560 speed, e2e bench + check; without one: its CPU part
+	$(PY) scripts/device_check.py --runs $(RUNS)
 
 scaling: setup ## the same benchmark for each card count: make scaling CARDS="1 2 4"
 	$(PY) -m harness scaling $(filter-out --cards $(CARDS),$(BENCH_FLAGS)) --sweep "$(CARDS)"

@@ -59,6 +59,14 @@ class MLPerfHooks(TrainerHooks):
         self.log.event("ds2_parameters", info["parameters"])
         self.log.event("ds2_steps_per_epoch", info["steps_per_epoch"])
         self.log.event("ds2_dropped_per_epoch", info["dropped_per_epoch"])
+        # The precision that runs (reference/train/precision.py), not only what was asked:
+        # fp32 math mode as set on every backend, the RNN's measured dtype under the AMP
+        # setting (ds2_amp above), and whether a GradScaler guards fp16.
+        prec = info.get("precision")
+        if prec:
+            self.log.event("ds2_fp32_precision", prec["fp32_precision"])
+            self.log.event("ds2_rnn_dtype", prec["rnn_dtype"])
+            self.log.event("ds2_grad_scaler", prec["grad_scaler"])
         self.log.end("init_stop")
 
     def on_run_start(self) -> None:

@@ -18,7 +18,7 @@ CTC NLL and per-character NLL (the seed's quantity only at an epoch's end, as
 in the trainer, so not in the timed steps) → backward → gradient-norm clip →
 optimizer step (masked on the device when the loss or gradient is not
 finite; on CPU the host reads that flag, which is free there). Clocks are read
-after `reference.train.distributed.synchronize`;
+after `reference.device.synchronize`;
 warm-up steps are excluded; throughput = timed utterances / timed wall time.
 
 Batches: real audio from ``data/embedded`` when present — length-sorted

@@ -35,7 +35,7 @@ from harness.perf.system import (LoadWatch, accelerator_name, available_cores, c
 from reference.config import (BenchmarkConfig, FeatureConfig, ModelConfig, OptimConfig, load_config,
                               resolve_cards)
 from reference.data.features import num_bins, num_frames
-from reference.train.distributed import pick_device
+from reference.device import pick_device
 
 REPO = Path(__file__).resolve().parents[2]
 

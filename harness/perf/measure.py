@@ -24,7 +24,7 @@ from harness.perf.system import SEED, load1, torch_threads
 from reference.data.augment import augment_params
 from reference.config import AugmentConfig, DataConfig, FeatureConfig
 from reference.data.loader import Batch
-from reference.train.distributed import synchronize
+from reference.device import synchronize
 from reference.data.features import featurize
 from reference.model.kernels import stock_kernels
 from reference.labels import encode

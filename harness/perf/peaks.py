@@ -29,7 +29,7 @@ import torch
 
 from harness.perf.flops import CONV2, GATES, ModelShape, conv_out
 from harness.perf.system import SEED
-from reference.train.distributed import synchronize
+from reference.device import synchronize
 
 DTYPES = {"ieee": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16,
           "fp16": torch.float16}

@@ -19,7 +19,7 @@ from harness.perf.flops import ModelShape
 from harness.perf.system import SEED
 from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
 from reference.data.loader import Batch
-from reference.train.distributed import synchronize
+from reference.device import synchronize
 from reference.data.features import num_bins
 from reference.model.deepspeech2 import DeepSpeech2
 from reference.train.optim import build_optimizer

@@ -229,7 +229,7 @@ def device_step_check(device: torch.device, steps: int = 5, batch: int = 8,
     from harness.perf.sources import synthetic_items, to_batch
     from reference.config import AugmentConfig, FeatureConfig, ModelConfig, OptimConfig
     from reference.model.deepspeech2 import DeepSpeech2
-    from reference.train.distributed import synchronize
+    from reference.device import synchronize
     from reference.train.optim import build_optimizer
     from reference.train.step import train_step, use_device_step_counts
 

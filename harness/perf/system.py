@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from harness.run.describe import busy_cpu_s
-from reference.train.distributed import synchronize
+from reference.device import synchronize
 
 SEED = 1  # every random draw of the benchmark (weights, data, augmentation, matmul operands)
 
@@ -49,7 +49,7 @@ def cpu_model() -> str:
 def accelerator_name(dev: torch.device) -> str | None:
     if dev.type == "cpu":
         return None
-    from reference.train.distributed import accelerator_name as name
+    from reference.device import accelerator_name as name
     return name(dev)
 
 

@@ -12,12 +12,24 @@ from harness.run.launch import LaunchSpec, launch
 from harness.run.rundir import create_run_dir
 
 
-def _device_label(device: str) -> str:
-    if device != "auto":
-        return device
-    from reference.train.distributed import accelerator_type
+EXIT_BAD_INPUT = 2  # nothing was run, no run directory was made
 
-    return accelerator_type() or "cpu"
+
+def resolve_device(preference: str, cards: int) -> str:
+    """The device type every rank of this node uses; DeviceError when it cannot.
+
+    Decided once here, before any run directory exists, and passed to the
+    workers explicitly, so a bad device or too many cards is a one-line error
+    and all ranks agree. `auto` says on stderr what it chose and why.
+    """
+    from reference.device import check_cards, decide
+
+    d = decide(preference)
+    check_cards(d, cards)
+    if preference == "auto":
+        print(f"[device] auto: {d.kind} ({d.reason}), backend {d.backend}", file=sys.stderr,
+              flush=True)
+    return d.kind
 
 
 def _prepare_data(cfg) -> None:
@@ -59,14 +71,21 @@ def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path
     from harness.run.describe import describe
     from harness.mlperf.submission import load_submission, system_description
     from reference.config import dump_config
-    from reference.train.distributed import accelerator_name, pick_device
+    import torch
+
+    from reference.device import accelerator_name
     from reference.train.trainer import default_threads
 
     (run_dir / "config.yaml").write_text(dump_config(cfg))
-    accel = accelerator_name(pick_device(device, 0)) if device != "cpu" else "CPU"
+    accel = accelerator_name(torch.device(device, 0)) if device != "cpu" else "CPU"
     threads = (cfg.train.threads or default_threads(spec.cards)) if device == "cpu" else None
+    from harness.run.stack import stack_facts
+
     desc = describe(spec.world_size, spec.nnodes, device, accel, threads,
-                    Path(__file__).resolve().parents[2])
+                    Path(__file__).resolve().parents[2],
+                    stack=stack_facts(device, spec.cards, run_dir.parent))
+    # What the run is asked to compute in; the MLPerf log records what ran (ds2_rnn_dtype).
+    desc["precision"] = {"fp32_precision": cfg.train.fp32_precision, "amp": cfg.train.amp}
     (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
     _warn_if_loaded(desc, threads, spec.cards)
     sub = load_submission(sub_path)
@@ -209,16 +228,20 @@ def _flush_cache(run_dir: Path, cfg, record: bool = True) -> None:
 
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     from reference.config import ConfigError, load_config, resolve_cards
+    from reference.device import DeviceError
 
     spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
                       rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
                       preflight_workers=2,
                       rdzv_id=os.environ.get("RDZV_ID") or os.environ.get("SLURM_JOB_ID") or "ds2bench")
     try:
+        spec.device = resolve_device(args.device, spec.cards)
         if args.resume:
             run_dir = args.resume
             if not (run_dir / "config.yaml").is_file():
-                raise SystemExit(f"[harness] {run_dir}: not a run directory (no config.yaml)")
+                print(f"[harness] --resume {run_dir}: not a run directory (no config.yaml)",
+                      file=sys.stderr)
+                return EXIT_BAD_INPUT
             from reference.config import load_config as _load
 
             resumed_cfg = _load(run_dir / "config.yaml")
@@ -226,7 +249,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
                 _prepare_data(resumed_cfg)  # the records may need refreshing; outside the run
             except SystemExit as err:
                 print(err, file=sys.stderr)
-                return 2
+                return EXIT_BAD_INPUT
             _flush_cache(run_dir, resumed_cfg)
             code = launch(spec, run_dir, resume=True, submission=args.submission)
             _print_summary(run_dir, code)
@@ -237,12 +260,15 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         if division == "open" and base.division == "closed":
             overrides.append("division=open")  # what config.yaml, and so the log, will say
             base.division = "open"
+    except DeviceError as err:
+        print(f"[harness] {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except ConfigError as err:
         print(f"[harness] config error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except _Refused as err:
         print(f"[harness] {err}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     seed0 = base.train.seed
     if args.seed == "random":
         seed0 = secrets.randbelow(2**31)
@@ -252,9 +278,9 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         _prepare_data(base)
     except SystemExit as err:
         print(err, file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     print(f"[harness] {base.name}: {division} division", file=sys.stderr)
-    device = _device_label(args.device)
+    device = spec.device
     runs = args.runs
     worst = 0
     for k in range(args.repeat):

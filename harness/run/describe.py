@@ -92,7 +92,9 @@ def busy_cores(window_s: float = 1.0) -> float | None:
 
 
 def describe(cards: int, nodes: int, device: str, accelerator: str, threads: int | None,
-             repo: Path) -> dict[str, Any]:
+             repo: Path, stack: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What this run runs on; `stack` is `harness.run.stack.stack_facts` (the vendor stack,
+    devices, backend, precision switches, NCCL_*/CNCL_* environment), as `make doctor` prints."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "host": socket.gethostname(),
@@ -110,4 +112,5 @@ def describe(cards: int, nodes: int, device: str, accelerator: str, threads: int
         "git": git_state(repo),
         "command": sys.argv,
         "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "stack": stack,
     }

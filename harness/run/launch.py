@@ -29,7 +29,7 @@ class LaunchSpec:
     rdzv_endpoint: str | None = None  # host:port for multi-node c10d rendezvous
     rdzv_id: str = "ds2bench"
     device: str = "auto"
-    timeout_s: float = 120.0
+    timeout_s: float = 1800.0  # reference.train.distributed.DEFAULT_TIMEOUT_S
     preflight_workers: int = 1
 
     @property
@@ -116,7 +116,10 @@ def supervise(cmd: list[str], run_dir: Path, env: dict[str, str]) -> int:
         if result.is_file():
             import json
 
-            code = 0 if json.loads(result.read_text()).get("status") == "success" else EXIT_NOT_CONVERGED
+            res = json.loads(result.read_text())
+            code = (0 if res.get("status") == "success"
+                    else 1 if str(res.get("reason", "")).startswith("terminated")
+                    else EXIT_NOT_CONVERGED)
         else:
             code = 1  # exited "cleanly" without a result: something is wrong
     why = (f"launcher received {signal.Signals(got_signal[0]).name}" if got_signal

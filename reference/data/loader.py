@@ -7,6 +7,7 @@ waveforms plus sample counts; features are computed later, on the device.
 """
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -126,6 +127,19 @@ class _ListSampler:
         return len(self.batches)
 
 
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker start: leave SIGTERM/SIGINT to the training process.
+
+    A launcher's or torchrun's signal reaches the whole process group; torch's
+    worker handler would die of it and the loader would fail the run
+    ("DataLoader worker ... killed by signal") before the trainer checkpoints
+    and stops at its step boundary. The parent shuts its workers down itself
+    (`BatchLoader.close`).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class BatchLoader:
     """Iterates given per-rank batches of a dataset, with optional persistent workers."""
 
@@ -134,8 +148,25 @@ class BatchLoader:
         self.dataset = dataset
         self.loader = DataLoader(dataset, batch_sampler=self.sampler, collate_fn=collate,
                                  num_workers=num_workers, pin_memory=pin_memory,
-                                 persistent_workers=num_workers > 0)
+                                 persistent_workers=num_workers > 0,
+                                 worker_init_fn=ignore_stop_signals if num_workers > 0 else None)
 
     def iterate(self, batches: list[list[int]]):
         self.sampler.batches = batches
         return iter(self.loader)
+
+    def close(self) -> None:
+        """Stop the persistent workers now. They ignore SIGTERM, so the terminate() that
+        multiprocessing sends its children at interpreter exit would not end them, and its
+        join would wait forever."""
+        it = getattr(self.loader, "_iterator", None)
+        if it is None:
+            return
+        shutdown = getattr(it, "_shutdown_workers", None)  # torch's own clean shutdown
+        if shutdown is not None:
+            shutdown()
+        for w in getattr(it, "_workers", []):
+            if w.is_alive():  # stuck past shutdown's join: end it for good
+                w.kill()
+                w.join()
+        self.loader._iterator = None

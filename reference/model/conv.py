@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reference.device import autocast_enabled
 from reference.model.kernels import fast_paths_enabled
 
 
@@ -76,6 +77,6 @@ class StridedConv2d(nn.Conv2d):
         # Anything but plain fp32 CPU training (autocast, other devices, eval) takes the
         # stock path: the rewrite is only measured, and only needed, there.
         if (x.device.type != "cpu" or x.dtype != torch.float32 or not torch.is_grad_enabled()
-                or torch.is_autocast_enabled("cpu") or not fast_paths_enabled()):
+                or autocast_enabled("cpu") or not fast_paths_enabled()):
             return super().forward(x)
         return _DilatedWgradConv2d.apply(x, self.weight, self.bias, tuple(self.stride))

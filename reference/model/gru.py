@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from reference.device import autocast_enabled
 from reference.model.kernels import fast_paths_enabled
 
 
@@ -151,7 +152,7 @@ def use_fast_gru(rnn: torch.nn.Module, x: torch.Tensor) -> bool:
     return (isinstance(rnn, torch.nn.GRU) and rnn.num_layers == 1 and not rnn.bidirectional
             and rnn.bias and not rnn.batch_first and x.device.type == "cpu"
             and x.dtype == torch.float32 and torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and fast_paths_enabled())
+            and not autocast_enabled("cpu") and fast_paths_enabled())
 
 
 def gru_directions(rnns: list[torch.nn.GRU], xs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from reference.device import rng_state as device_rng_state
+from reference.device import set_rng_state as set_device_rng_state
+
 _NAME = re.compile(r"^ckpt-e(\d+)-s(\d+)\.pt$")
 
 
@@ -37,25 +40,21 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def rng_state() -> dict[str, Any]:
-    """All RNG states of this process (Python, NumPy, torch CPU and accelerator)."""
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """All RNG states of this process (Python, NumPy, torch CPU and `device`'s)."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(),
              "torch": torch.get_rng_state()}
-    acc = getattr(torch, "accelerator", None)
-    if acc is not None and acc.is_available():
-        mod = getattr(torch, acc.current_accelerator().type, None)
-        if mod is not None and hasattr(mod, "get_rng_state_all"):
-            state["accelerator"] = mod.get_rng_state_all()
+    acc = device_rng_state(device)
+    if acc is not None:
+        state["accelerator"] = acc
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "accelerator" in state:
-        mod = getattr(torch, torch.accelerator.current_accelerator().type)
-        mod.set_rng_state_all(state["accelerator"])
+    set_device_rng_state(state.get("accelerator"), device)
 
 
 def save_checkpoint(directory: Path, epoch: int, global_step: int, state: dict[str, Any],

@@ -1,13 +1,11 @@
-"""Device choice, collective backend and the process group, for CPU, CUDA and MLU.
+"""The process group and rank layout, for CPU, CUDA and MLU.
 
-One code path: the device type comes from `torch.accelerator` (MLU appears
-once `torch_mlu` is imported), the backend from the device (gloo / nccl /
-cncl), and rank information from torchrun's environment variables.
+The device and its backend come from `reference.device` (gloo / nccl / cncl);
+rank information from torchrun's environment variables.
 """
 from __future__ import annotations
 
 import datetime
-import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,58 +13,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-BACKENDS = {"cpu": "gloo", "cuda": "nccl", "mlu": "cncl", "xpu": "xccl"}
+from reference.device import BACKENDS, pick_device, process_group_kwargs
 
-
-def _import_vendor_plugins() -> None:
-    # torch_mlu registers the "mlu" device with torch when imported; never fake it.
-    try:
-        importlib.import_module("torch_mlu")
-    except ImportError:
-        pass
-
-
-def accelerator_type() -> str | None:
-    """The accelerator torch can use here ("cuda", "mlu", ...) or None."""
-    _import_vendor_plugins()
-    acc = getattr(torch, "accelerator", None)
-    if acc is not None and acc.is_available():
-        return acc.current_accelerator().type
-    return None
-
-
-def pick_device(preference: str, local_rank: int) -> torch.device:
-    """'auto' → the accelerator if any, else CPU; or an explicit type."""
-    kind = preference
-    if preference == "auto":
-        kind = accelerator_type() or "cpu"
-    elif preference != "cpu":
-        _import_vendor_plugins()
-        found = accelerator_type()
-        if found != preference:
-            raise RuntimeError(f"device '{preference}' requested but the available accelerator "
-                               f"is {found or 'none'}")
-    if kind == "cpu":
-        return torch.device("cpu")
-    torch.accelerator.set_device_index(local_rank)
-    return torch.device(kind, local_rank)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so host clocks measure it."""
-    if device.type != "cpu":
-        torch.accelerator.synchronize(device)
-
-
-def accelerator_name(device: torch.device) -> str:
-    """Human-readable accelerator model (used in the MLPerf platform name)."""
-    if device.type == "cpu":
-        return "CPU"
-    mod = getattr(torch, device.type, None)
-    try:
-        return str(mod.get_device_name(device.index or 0)).replace(" ", "-")
-    except Exception:  # noqa: BLE001 - vendor modules differ; fall back to the type
-        return device.type.upper()
+# Process-group timeout: how long a collective may wait for the slowest rank.
+# Rank 0 writes each checkpoint synchronously (temp file, fsync, SHA-256 re-read)
+# while the others wait in the next collective: at the reference size that is
+# 1.1 GB (LSTM 3x2560 + SGD momentum), about 4 minutes at a shared filesystem's
+# pessimistic 10 MB/s. 30 minutes (torch's own default for gloo) leaves a 7x
+# margin and still turns a hung peer into an error; `harness bench --timeout`
+# changes it, and the trainer warns when a checkpoint took over a third of it.
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass
@@ -79,6 +35,7 @@ class DistContext:
     local_world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     @property
     def is_main(self) -> bool:
@@ -89,20 +46,20 @@ class DistContext:
         return self.world_size > 1
 
     @classmethod
-    def from_env(cls, device: str = "auto", timeout_s: float = 120.0) -> "DistContext":
+    def from_env(cls, device: str = "auto", timeout_s: float = DEFAULT_TIMEOUT_S) -> "DistContext":
         """Read torchrun's variables; init the process group when world size > 1."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
         dev = pick_device(device, local_rank)
-        ctx = cls(rank, world, local_rank, local_world, dev, None)
+        ctx = cls(rank, world, local_rank, local_world, dev, None, timeout_s)
         if world > 1:
             ctx.backend = BACKENDS.get(dev.type, "gloo")
             # A finite timeout turns a dead peer into an error instead of a hang.
             dist.init_process_group(backend=ctx.backend,
                                     timeout=datetime.timedelta(seconds=timeout_s),
-                                    device_id=None if dev.type == "cpu" else dev)
+                                    **process_group_kwargs(dev))
         return ctx
 
     def barrier(self) -> None:

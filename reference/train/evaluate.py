@@ -14,8 +14,10 @@ import yaml
 from reference.train.checkpoint import load_checkpoint
 from reference.config import config_from_dict
 from reference.data.loader import BatchLoader, UtteranceSet
-from reference.train.distributed import DistContext, pick_device
+from reference.device import pick_device
+from reference.train.distributed import DistContext
 from reference.model.deepspeech2 import DeepSpeech2
+from reference.train.precision import apply_fp32_precision, plan_amp
 from reference.train.splits import load_split
 from reference.train.trainer import Trainer, default_threads
 
@@ -42,6 +44,8 @@ def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
     tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)
     tr.model.load_state_dict(state["model"])
     tr.ddp = tr.model
+    apply_fp32_precision(cfg.train.fp32_precision)  # evaluate as the run trained
+    tr.amp = plan_amp(cfg.train.amp, cfg.model, cfg.features, dist.device)
     tr.eval_loader = BatchLoader(UtteranceSet(tr.eval.utts, tr.eval.targets, cfg.data,
                                               cfg.features, cache=False), 0, False)
     out = tr.evaluate()

@@ -179,14 +179,18 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *
                loss_kind: str = "ctc_nll", with_seed: bool = False,
                autocast: Callable[[], ContextManager[Any]] = nullcontext,
                host_decides: bool | None = None,
-               mark: Callable[[str], None] | None = None) -> StepOutput:
+               mark: Callable[[str], None] | None = None,
+               scaler: Any | None = None) -> StepOutput:
     """One training step of `net` (a model or its DDP wrapper).
 
     `host_decides`: read the finite flag on the host and skip `optimizer.step()`
     (free on CPU, where there is no device to wait for: the default there), or
     mask the update on the device (`masked_step`, the default on accelerators).
     Both give the same parameters and optimizer state. `mark(phase)`, when given,
-    is called at the phase boundaries (`make perf`'s profiled step).
+    is called at the phase boundaries (`make perf`'s profiled step). `scaler`: a
+    GradScaler (`train.amp: fp16`, reference/train/precision.py); its `step` skips
+    a non-finite update itself and reads its inf flag on the host (one sync per
+    step, the price of fp16 loss scaling).
     """
     mark = mark or (lambda _phase: None)
     if host_decides is None:
@@ -205,13 +209,19 @@ def train_step(net: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *
     # 1 where the loss is finite (the same gradients as loss.backward()), NaN
     # where not: every gradient of this rank, hence after DDP's all-reduce of
     # every rank, is then NaN, and the norm below says so on all ranks alike.
-    loss.backward(torch.where(finite, torch.ones_like(loss), torch.full_like(loss, float("nan"))))
+    seed_grad = torch.where(finite, torch.ones_like(loss), torch.full_like(loss, float("nan")))
+    (loss if scaler is None else scaler.scale(loss)).backward(seed_grad)
     mark("backward")
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients
     norm = nn.utils.clip_grad_norm_(params, clip_norm)
     ok = finite & torch.isfinite(norm)
     mark("clip")
-    if host_decides:
+    if scaler is not None:
+        scaler.step(optimizer)  # skipped by the scaler when a gradient is inf/NaN
+        scaler.update()
+    elif host_decides:
         if bool(ok):
             optimizer.step()
         else:

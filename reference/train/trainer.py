@@ -20,7 +20,7 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,10 +30,12 @@ from torch import nn
 
 from reference.train import checkpoint as ckpt
 from reference.train import comm
+from reference.train import precision
 from reference.config import BenchmarkConfig, dump_config
 from reference.data.loader import Batch, BatchLoader, UtteranceSet
 from reference.model.decoder import greedy_decode
-from reference.train.distributed import DistContext, synchronize
+from reference.device import synchronize
+from reference.train.distributed import DistContext
 from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
@@ -133,6 +135,8 @@ class Trainer:
         threads = cfg.train.threads or default_threads(self.dist.local_world_size)
         if dev.type == "cpu":
             torch.set_num_threads(threads)
+        fp32_flags = precision.apply_fp32_precision(cfg.train.fp32_precision)
+        self.amp = precision.plan_amp(cfg.train.amp, cfg.model, cfg.features, dev)
         torch.manual_seed(cfg.train.seed)
         self.model = DeepSpeech2(cfg.model, cfg.features).to(dev)
         self.ddp: nn.Module = self.model
@@ -179,6 +183,8 @@ class Trainer:
             "device": str(dev),
             "world_size": self.dist.world_size,
             "resumed_from_epoch": self.start_epoch if self.resume else None,
+            "precision": {"fp32_precision": cfg.train.fp32_precision, **self.amp.info(),
+                          "flags": fp32_flags},
         }
         self.hooks.on_setup_done(info)
         return info
@@ -193,16 +199,24 @@ class Trainer:
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
-            "rng": ckpt.rng_state(),
+            "rng": ckpt.rng_state(self.dist.device),
+            "grad_scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
             "result": asdict(self.result),
         }
 
     def save(self, epoch: int, step_in_epoch: int) -> None:
         if not self.dist.is_main:
             return
+        t0 = time.perf_counter()
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", epoch, self.global_step,
                                     self._state(epoch, step_in_epoch),
                                     self.cfg.train.keep_checkpoints)
+        took = time.perf_counter() - t0
+        if self.dist.distributed and took > self.dist.timeout_s / 3:
+            # The other ranks wait in the next collective meanwhile.
+            print(f"[checkpoint] writing {path.name} took {took:.0f} s, over a third of the "
+                  f"{self.dist.timeout_s:.0f} s process-group timeout: raise --timeout",
+                  file=sys.stderr)
         self.hooks.on_checkpoint(str(path), epoch, self.global_step)
 
     def _restore(self) -> None:
@@ -212,7 +226,9 @@ class Trainer:
         path, state = found
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(match_step_counts(state["optimizer"], self.optimizer))
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], self.dist.device)
+        if self.amp.scaler is not None and state.get("grad_scaler"):
+            self.amp.scaler.load_state_dict(state["grad_scaler"])
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]
         epoch, step = state["epoch"], state["step_in_epoch"]
@@ -242,9 +258,7 @@ class Trainer:
                                epoch, cap, self.dist.device)
 
     def _autocast(self):
-        if self.cfg.train.amp == "bf16":
-            return torch.autocast(self.dist.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return self.amp.autocast(self.dist.device.type)
 
     @contextmanager
     def _frozen_bn(self) -> Iterator[None]:
@@ -333,7 +347,8 @@ class Trainer:
             out = train_step(self.ddp, self.optimizer, batch, feat=cfg.features, aug=cfg.augment,
                              seed=cfg.train.seed, epoch=epoch, tempo_cap=cap, device=dev,
                              clip_norm=cfg.optim.clip_norm, loss_kind=cfg.train.loss,
-                             with_seed=last_step or at_eval, autocast=self._autocast)
+                             with_seed=last_step or at_eval, autocast=self._autocast,
+                             scaler=self.amp.scaler)
             # Masked sums: a skipped step adds nothing, decided on the device.
             flags.count(out.ok)
             sum_utt += torch.where(out.ok, out.nll_utt.detach().to(torch.float64), zero)
@@ -581,6 +596,8 @@ class Trainer:
             res.status, res.reason = "aborted", f"{type(err).__name__}: {err}"
             raise
         finally:
+            for loader in (self.train_loader, self.eval_loader):
+                loader.close()
             res.global_step = self.global_step
             res.throughput = self._timed[0] / self._timed[1] if self._timed[1] > 0 else None
             summary = {k: v for k, v in asdict(res).items() if k != "history"}

@@ -26,7 +26,7 @@ from reference.config import AugmentConfig, FeatureConfig
 from reference.data.loader import Batch
 from reference.labels import BLANK_ID, NUM_CLASSES
 from reference.train.checkpoint import rng_state, set_rng_state
-from reference.train.distributed import synchronize
+from reference.device import synchronize
 from reference.train.step import train_step
 
 

@@ -29,6 +29,10 @@ def test_run_succeeds_and_describes_itself(single_run):
         assert (run_dir / name).is_file(), name
     desc = json.loads((run_dir / "description.json").read_text())
     assert desc["software"]["torch"] and desc["cards"] == 1
+    stack = desc["stack"]  # what `make doctor` prints, recorded for this run
+    assert stack["torch"]["version"] == torch.__version__ and stack["device"]["kind"] == "cpu"
+    assert stack["device"]["backend"] == "gloo" and stack["threads"]["ranks_per_node"] == 1
+    assert desc["precision"] == {"fp32_precision": "ieee", "amp": "off"}
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
 
 
@@ -44,6 +48,10 @@ def test_log_sequence_and_status(single_run):
     assert evals[-1]["value"] <= 100.0
     platform = next(r["value"] for r in recs if r["key"] == "submission_platform")
     assert platform == "1xCPU"
+    # The precision that ran: fp32 math as the benchmark names it, the RNN's measured dtype.
+    value = {r["key"]: r["value"] for r in recs}
+    assert (value["ds2_amp"], value["ds2_fp32_precision"]) == ("off", "ieee")
+    assert (value["ds2_rnn_dtype"], value["ds2_grad_scaler"]) == ("float32", False)
 
 
 def test_compliance_check(single_run, mini_corpus, tmp_path):

@@ -117,7 +117,7 @@ def test_rng_state_round_trip(tmp_path):
     np.random.seed(2)
     torch.manual_seed(3)
     _draws()
-    state = rng_state()
+    state = rng_state(torch.device("cpu"))
     expected = _draws()
     # scramble, and also pass the state through a checkpoint file
     random.seed(99)
@@ -125,7 +125,7 @@ def test_rng_state_round_trip(tmp_path):
     torch.manual_seed(99)
     assert _draws() != expected
     path = save_checkpoint(tmp_path, 1, 1, {"rng": state}, keep=1)
-    set_rng_state(load_checkpoint(path)["rng"])
+    set_rng_state(load_checkpoint(path)["rng"], torch.device("cpu"))
     assert _draws() == expected
-    set_rng_state(state)
+    set_rng_state(state, torch.device("cpu"))
     assert _draws() == expected

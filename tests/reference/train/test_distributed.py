@@ -1,20 +1,21 @@
-"""reference.train.distributed: defaults, backend mapping, honest device selection."""
+"""reference.train.distributed: defaults, backend mapping, the process group.
+
+Device selection itself is tested in tests/reference/test_device.py.
+"""
 import importlib.util
 
 import pytest
 import torch
 
-from reference.train import distributed
-from reference.train.distributed import BACKENDS, DistContext, accelerator_name, pick_device
-
-HAS_ACCELERATOR = torch.accelerator.is_available()
+from reference.device import BACKENDS, DeviceError
+from reference.train.distributed import DEFAULT_TIMEOUT_S, DistContext
 
 
 def test_dist_context_defaults():
     ctx = DistContext()
     assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.local_world_size) == (0, 1, 0, 1)
     assert ctx.device == torch.device("cpu")
-    assert ctx.backend is None
+    assert ctx.backend is None and ctx.timeout_s == DEFAULT_TIMEOUT_S >= 1800
     assert ctx.is_main and not ctx.distributed
     t = torch.tensor([1.0, 2.0])
     assert ctx.all_reduce_sum(t) is t and t.tolist() == [1.0, 2.0]
@@ -33,29 +34,6 @@ def test_backends():
     assert BACKENDS["cpu"] == "gloo"
     assert BACKENDS["cuda"] == "nccl"
     assert BACKENDS["mlu"] == "cncl"
-
-
-def test_pick_cpu():
-    assert pick_device("cpu", 0) == torch.device("cpu")
-    assert pick_device("cpu", 3) == torch.device("cpu")
-    assert accelerator_name(torch.device("cpu")) == "CPU"
-
-
-@pytest.mark.skipif(importlib.util.find_spec("torch_mlu") is not None, reason="an MLU stack is installed")
-def test_pick_mlu_without_mlu_is_a_clear_error():
-    with pytest.raises(RuntimeError) as err:
-        pick_device("mlu", 0)
-    msg = str(err.value)
-    assert "'mlu'" in msg and "requested" in msg
-    assert (msg.endswith("none") if not HAS_ACCELERATOR else "mlu" in msg)
-
-
-@pytest.mark.skipif(HAS_ACCELERATOR, reason="this machine has an accelerator")
-def test_cpu_only_machine():
-    assert distributed.accelerator_type() is None
-    assert pick_device("auto", 0) == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="'cuda' requested .* is none"):
-        pick_device("cuda", 0)
 
 
 def test_from_env_single_process(monkeypatch):
@@ -79,6 +57,6 @@ def test_from_env_mlu_fails_before_any_process_group(monkeypatch):
         pytest.skip("an MLU stack is installed")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
-    with pytest.raises(RuntimeError, match="mlu"):
+    with pytest.raises(DeviceError, match="mlu"):
         DistContext.from_env(device="mlu")
     assert not torch.distributed.is_initialized()
