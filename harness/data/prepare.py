@@ -1,7 +1,7 @@
 """`harness data`: build the embedded corpus, or manifests from a local LibriSpeech copy.
 
 Either way the manifests a benchmark uses are then verified (every file
-decoded once, `<manifest>.verified` written, see reference/train/verified.py):
+decoded once, `<manifest>.verified` written, see reference/train/prep/verified.py):
 data validation is part of data preparation, so a run reads no audio before
 its clock starts.
 """
@@ -17,7 +17,7 @@ def verify_manifests(root: Path, names: tuple[str, ...], workers: int) -> int:
     from harness.data.verify import verified_facts
     from reference.config import DataConfig, FeatureConfig
     from reference.data.manifest import load_manifest
-    from reference.train.verified import verified_path
+    from reference.train.prep.verified import verified_path
 
     feat, data = FeatureConfig(), DataConfig()  # decode settings: 16 kHz mono, as every benchmark
     for name in names:

@@ -4,7 +4,7 @@
                              [--benchmark NAME] [--cache-dir DIR] [--json OUT]
 
 Decoding results are written next to each manifest as `<manifest>.verified`
-(reference/train/verified.py; `--no-write` to only report): that verified
+(reference/train/prep/verified.py; `--no-write` to only report): that verified
 record is what a benchmark run reads before its clock starts, instead of the
 audio. An up-to-date record (same manifest, settings and file stats) is reused.
 
@@ -27,8 +27,8 @@ from typing import Any
 
 from reference.config import AugmentConfig, ConfigError, DataConfig, FeatureConfig, load_config
 from reference.data.manifest import ManifestError, Utterance, load_manifest
-from reference.train.preflight import PreflightReport, Rejection, judge_facts, measure, preflight
-from reference.train.verified import is_fresh, read_verified, verified_path, write_verified
+from reference.train.prep.preflight import PreflightReport, Rejection, judge_facts, measure, preflight
+from reference.train.prep.verified import is_fresh, read_verified, verified_path, write_verified
 
 
 class _UsageError(Exception):
@@ -100,8 +100,8 @@ def prepare_for_run(cfg: Any, workers: int = 2) -> str:
     ValueError (NotVerified, EvalSetError, ...) with a message for the user.
     Returns a one-line summary.
     """
-    from reference.train.splits import load_split, resolve_manifest
-    from reference.train.verified import NotVerified
+    from reference.train.prep.splits import load_split, resolve_manifest
+    from reference.train.prep.verified import NotVerified
 
     parts = []
     for role, name in (("train", cfg.data.train_manifest), ("eval", cfg.data.eval_manifest)):

@@ -211,7 +211,7 @@ def _flush_cache(run_dir: Path, cfg, record: bool = True) -> None:
     (the run directory is shared).
     """
     from harness.run.cache import flush_dataset
-    from reference.train.splits import resolve_manifest
+    from reference.train.prep.splits import resolve_manifest
 
     manifests = [resolve_manifest(cfg, cfg.data.train_manifest),
                  resolve_manifest(cfg, cfg.data.eval_manifest)]

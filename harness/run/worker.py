@@ -90,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
             summary = {k: v for k, v in result.__dict__.items() if k != "history"}
             summary["log"] = log_path.name if log_path else None
             (run_dir / "result.json").write_text(json.dumps(summary, indent=1) + "\n")
+        # Leave together: a rank that tears its process group down while a peer is
+        # still in its last collective can abort in gloo ("terminate called without
+        # an active exception", seen on 2-rank CPU runs). Only on this normal path:
+        # after a failure the peers may be gone.
+        dist.barrier()
     except Exception as err:  # noqa: BLE001 - reported, logged, and turned into an exit code
         failure = f"{type(err).__name__} on rank {dist.rank}: {err}"
         print(f"[rank {dist.rank}] error: {type(err).__name__}: {err}", file=sys.stderr)

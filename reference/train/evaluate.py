@@ -18,7 +18,7 @@ from reference.device import pick_device
 from reference.train.distributed import DistContext
 from reference.model.deepspeech2 import DeepSpeech2
 from reference.train.precision import apply_fp32_precision, plan_amp
-from reference.train.splits import load_split
+from reference.train.prep.splits import load_split
 from reference.train.trainer import Trainer, default_threads
 
 

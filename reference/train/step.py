@@ -255,13 +255,22 @@ class StepFlags:
 
     def poll(self, all_reduce_sum: Callable[[torch.Tensor], Any] | None = None,
              world_size: int = 1) -> tuple[bool, int]:
-        """(some rank asked to stop, skipped steps so far): one all-reduce, one read."""
-        stop = torch.tensor([1 if self.stop_reason else 0], dtype=torch.long)
+        """(some rank asked to stop, skipped steps so far): one all-reduce, one read.
+
+        A stop asked for by a signal on another rank becomes this rank's reason
+        too (SIGTERM before SIGINT), so every rank's log says what happened.
+        """
+        slots = ("SIGTERM", "SIGINT")
+        stop = torch.zeros(len(slots) + 1, dtype=torch.long)
+        if self.stop_reason:
+            stop[slots.index(self.stop_reason) if self.stop_reason in slots else len(slots)] = 1
         both = torch.cat([to_device(stop, self.device), self.skipped.reshape(1)])
         if all_reduce_sum is not None:
             all_reduce_sum(both)
-        stop_n, skipped = both.tolist()
-        # The skip decision is the same on every rank, so the sum is world × one rank's.
+        *asked, skipped = both.tolist()
+        if not self.stop_reason:
+            self.stop_reason = next((s for s, n in zip(slots, asked) if n > 0), None)
+        stop_n = sum(asked)
         return stop_n > 0, skipped // max(1, world_size)
 
 

@@ -44,7 +44,7 @@ from reference.train.optim import build_optimizer, epoch_lr, set_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.progress import EpochProgress
 from reference.train.schedule import epoch_position, eval_steps
-from reference.train.splits import load_split, resolve_manifest, write_rejected
+from reference.train.prep.splits import load_split, resolve_manifest, write_rejected
 from reference.train.warmup import longest_samples, warm_up
 from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
                                   match_step_counts, max_tempo, prefetch, train_step,

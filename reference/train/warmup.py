@@ -52,7 +52,7 @@ def warm_up(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, 
     t0 = time.perf_counter()
     saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
     saved_optim = copy.deepcopy(optimizer.state_dict())
-    saved_rng = rng_state()
+    saved_rng = rng_state(device)
     try:
         batch = synthetic_batch(batch_size, samples)
         batch.copy_to(device)
@@ -65,5 +65,5 @@ def warm_up(net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer, 
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_optim)
         optimizer.zero_grad(set_to_none=True)
-        set_rng_state(saved_rng)
+        set_rng_state(saved_rng, device)
     return time.perf_counter() - t0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import reference.train.preflight as pf
+import reference.train.prep.preflight as pf
 from reference.config import AugmentConfig, DataConfig, FeatureConfig
 from reference.data.manifest import load_manifest
 

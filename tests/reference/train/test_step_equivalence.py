@@ -143,7 +143,11 @@ def test_stop_request_is_polled():
     flags.request_stop("SIGTERM")
     seen = []
     assert flags.poll(lambda t: (seen.append(t.clone()), t.mul_(2)), world_size=2) == (True, 0)
-    assert seen[0].tolist() == [1, 0]
+    assert seen[0].tolist() == [1, 0, 0, 0]  # [SIGTERM, SIGINT, other stop, skipped]
+    # A peer's signal becomes this rank's reason, so every rank logs the same cause.
+    peer = StepFlags(torch.device("cpu"))
+    assert peer.poll(lambda t: t.add_(torch.tensor([0, 1, 0, 0]))) == (True, 0)
+    assert peer.stop_reason == "SIGINT"
 
 
 def test_checkpointed_optimizer_keeps_the_live_step_count_placement():

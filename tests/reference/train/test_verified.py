@@ -17,9 +17,9 @@ import torch
 
 from reference.config import load_config
 from reference.data.manifest import load_manifest, manifest_digest
-from reference.train import verified as V
-from reference.train.preflight import judge_facts, measure
-from reference.train.splits import EvalSetError, load_split
+from reference.train.prep import verified as V
+from reference.train.prep.preflight import judge_facts, measure
+from reference.train.prep.splits import EvalSetError, load_split
 
 
 def _cfg(root: Path, **extra: str):

@@ -1,7 +1,7 @@
 """A data split ready to train or evaluate on, from its verified manifest.
 
 `load_split` is what `Trainer.prepare_data` does before the timed region: read
-the manifest and its verified record (`reference.train.verified`, written by
+the manifest and its verified record (`reference.train.prep.verified`, written by
 `make data` / `make verify` / `harness bench`'s preparation phase) and apply
 the filters from the recorded facts - no audio or transcript file is opened
 before `run_start`. Roles:
@@ -54,8 +54,8 @@ def load_split(cfg: BenchmarkConfig, manifest: Path, run_dir: Path | None = None
                dist: DistContext | None = None, workers: int = 1, role: str = "train",
                verified: bool = True) -> Split:
     """Read `manifest` (and its verified record) and apply the checks of `role`."""
-    from reference.train.preflight import judge_facts, measure
-    from reference.train.verified import read_verified, split_digest
+    from reference.train.prep.preflight import judge_facts, measure
+    from reference.train.prep.verified import read_verified, split_digest
 
     if role not in ("train", "eval"):
         raise ValueError(f"role must be train or eval, got {role!r}")

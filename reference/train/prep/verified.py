@@ -18,7 +18,7 @@ phase, before the run exists) and written next to the manifest as
   transcript (its label ids are `labels.encode(text)`).
 
 The length / level / CTC filters are applied at run time from these facts
-(`reference.train.splits`), so one verification serves every benchmark on
+(`reference.train.prep.splits`), so one verification serves every benchmark on
 the same decode settings. A run reads only the manifest and this file, and
 checks that the file belongs to the manifest (`read_verified`); a stale or
 missing one is an error that names the command to run.
@@ -69,9 +69,9 @@ def _sha256_file(path: Path) -> str:
 
 def code_digest() -> str:
     """sha256 of the code whose verdicts a record holds (a change re-verifies)."""
-    root = Path(__file__).resolve().parents[1]  # reference/
+    root = Path(__file__).resolve().parents[2]  # reference/
     h = hashlib.sha256()
-    for name in ("train/preflight.py", "train/verified.py", "data/audio.py", "labels.py"):
+    for name in ("train/prep/preflight.py", "train/prep/verified.py", "data/audio.py", "labels.py"):
         h.update((root / name).read_bytes())
     return h.hexdigest()
 

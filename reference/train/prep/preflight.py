@@ -309,8 +309,8 @@ def _cache_key(utts: list[Utterance], feat: FeatureConfig, data: DataConfig,
     source of the checking code and the libsndfile version.
     """
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]  # reference/
-    for name in ("train/preflight.py", "data/audio.py", "labels.py", "data/features.py",
+    root = Path(__file__).resolve().parents[2]  # reference/
+    for name in ("train/prep/preflight.py", "data/audio.py", "labels.py", "data/features.py",
                  "model/deepspeech2.py"):
         h.update((root / name).read_bytes())
     tempo = augment.tempo_max if augment is not None and augment.enabled else None
@@ -439,7 +439,7 @@ def measure(utts: list[Utterance], feat: FeatureConfig, data: DataConfig, worker
     length / level / CTC filters are not applied here (they depend on the
     benchmark and on the split's role, see `judge_facts`).
     """
-    from reference.train.verified import Facts
+    from reference.train.prep.verified import Facts
 
     dup = _duplicates(utts)
     facts: dict[int, Facts] = {i: Facts("duplicate", dup[i], 0, 0.0, 0.0, "") for i in dup}
