@@ -67,10 +67,18 @@ class AugmentConfig:
     # reference. Leading and trailing silence, each U(0, silence_max_s) seconds,
     # so that the edges of an utterance predict nothing.
     silence_max_s: float = 0.0
+    # How much silence the data already keeps at each edge (the embedded corpus
+    # trims to 80 ms), so it may be cut: with silence_trim_s = t each edge ends
+    # U(0, silence_max_s) s long in total (cut when the draw is below t), and
+    # "no silence at all" is trained as well as half a second.
+    silence_trim_s: float = 0.0
     # Background noise with probability noise_prob: coloured Gaussian noise
     # (power spectrum ~ 1/f^beta, beta U(0, noise_color_max); 0 white, 1 pink,
     # 2 brown) over the whole padded signal at an SNR U(noise_snr_db_min, max).
     noise_prob: float = 0.0
+    # First epoch (1-based) with edge silence and noise: a curriculum in which the
+    # first (SortaGrad, shortest-first) epoch learns on the clean corpus.
+    waves_from_epoch: int = 1
     noise_snr_db_min: float = 10.0
     noise_snr_db_max: float = 40.0
     noise_color_max: float = 2.0
@@ -82,6 +90,10 @@ class AugmentConfig:
                "must be <= gain_db_max", self.gain_db_min)
         _check(0 <= self.silence_max_s <= 5, where, "silence_max_s", "must be in [0, 5]",
                self.silence_max_s)
+        _check(0 <= self.silence_trim_s <= self.silence_max_s, where, "silence_trim_s",
+               "must be in [0, silence_max_s]", self.silence_trim_s)
+        _check(self.waves_from_epoch >= 1, where, "waves_from_epoch", "must be >= 1",
+               self.waves_from_epoch)
         _check(0 <= self.noise_prob <= 1, where, "noise_prob", "must be in [0, 1]", self.noise_prob)
         _check(self.noise_snr_db_min <= self.noise_snr_db_max, where, "noise_snr_db_min",
                "must be <= noise_snr_db_max", self.noise_snr_db_min)
@@ -122,6 +134,10 @@ class OptimConfig:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     anneal: float = 1.1  # lr /= anneal after every epoch
+    # "epoch": the reference's step at each epoch start; "step": the same decay
+    # applied continuously, lr = base / anneal^(epochs done, fractional), so a
+    # short run does not spend half an epoch at a rate it has outgrown.
+    anneal_every: Literal["epoch", "step"] = "epoch"
     clip_norm: float = 400.0
     # How lr changes with the number of cards: "none" (the seed) or "linear"
     # (lr × global_batch / reference_batch).

@@ -45,6 +45,7 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
     v.update({
         "opt_weight_decay": o.weight_decay,
         "opt_learning_rate_decay_factor": o.anneal,
+        "ds2_lr_decay_every": o.anneal_every,
         "opt_gradient_clip_norm": o.clip_norm,
         "ds2_lr_scaling": o.lr_scaling,
         "ds2_rnn_type": m.rnn_type,
@@ -63,6 +64,8 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
         "ds2_augmentation_params": ({"tempo": [a.tempo_min, a.tempo_max],
                                      "gain_db": [a.gain_db_min, a.gain_db_max],
                                      "silence_max_s": a.silence_max_s,
+                                     "silence_trim_s": a.silence_trim_s,
+                                     "waves_from_epoch": a.waves_from_epoch,
                                      "noise_prob": a.noise_prob,
                                      "noise_snr_db": [a.noise_snr_db_min, a.noise_snr_db_max],
                                      "noise_color_max": a.noise_color_max}

@@ -2,6 +2,8 @@
 
 lr(epoch) = base_lr × scale / anneal^(epoch-1), where `scale` is 1 ("none",
 as the seed did on 16 cards) or global_batch / reference_batch ("linear").
+With `anneal_every: step` the exponent is the fractional epochs done, updated
+every step (a pure function of epoch and step, so a resumed run matches).
 """
 from __future__ import annotations
 
@@ -20,6 +22,16 @@ def base_lr(cfg: OptimConfig, global_batch: int) -> float:
 def epoch_lr(cfg: OptimConfig, global_batch: int, epoch: int) -> float:
     """Learning rate for 1-based `epoch`."""
     return base_lr(cfg, global_batch) / (cfg.anneal ** (epoch - 1))
+
+
+def step_lr(cfg: OptimConfig, global_batch: int, epoch: int, step: int,
+            steps_per_epoch: int) -> float:
+    """Learning rate for 0-based `step` of 1-based `epoch`: `epoch_lr` when annealing
+    per epoch, else the same decay continued to the fraction of the epoch done."""
+    if cfg.anneal_every == "epoch":
+        return epoch_lr(cfg, global_batch, epoch)
+    done = (epoch - 1) + step / max(steps_per_epoch, 1)
+    return base_lr(cfg, global_batch) / (cfg.anneal ** done)
 
 
 def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter],

@@ -58,12 +58,21 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
     wave, lengths = batch.wave, batch.lengths
     if epoch is not None:
         tempo, gain = augment_params(aug, seed, epoch, batch.indices)
-        if tempo is not None and tempo_cap is not None:
-            # The cap holds for the original length; added silence only adds frames.
-            tempo = torch.minimum(tempo, tempo_cap)
         # Edge silence and noise, on the host (the same tensors when off).
-        wave, lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
-                                      feat.sample_rate)
+        new_lengths = lengths
+        if epoch >= aug.waves_from_epoch:
+            wave, new_lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
+                                              feat.sample_rate)
+        if tempo is not None and tempo_cap is not None:
+            # The cap holds for the original length; added silence only adds frames
+            # (the cap stays), a cut edge removes some: the cap is frames / the
+            # CTC minimum, so it shrinks with the frames.
+            before, after = num_frames(lengths, feat), num_frames(new_lengths, feat)
+            # (1 - 1e-5): float rounding of cap × ratio must not lose the last frame.
+            ratio = after.to(torch.float32) / before.to(torch.float32) * (1 - 1e-5)
+            scale = torch.where(after < before, ratio, torch.ones_like(ratio))
+            tempo = torch.minimum(tempo, tempo_cap * scale)
+        lengths = new_lengths
     frames = frame_counts(lengths, feat, tempo)  # host, no sync
     # The prefetched copy serves unless augmentation made a new waveform on the host.
     wave = batch.on_device("wave", device) if wave is batch.wave else to_device(wave, device)

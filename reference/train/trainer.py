@@ -40,7 +40,7 @@ from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.model.loss import ctc_per_utterance
-from reference.train.optim import build_optimizer, epoch_lr, set_lr
+from reference.train.optim import build_optimizer, epoch_lr, set_lr, step_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.progress import EpochProgress
 from reference.train.schedule import epoch_position, eval_steps
@@ -341,6 +341,8 @@ class Trainer:
                 t_timed = time.perf_counter()
             if batch is None:
                 raise RuntimeError(f"epoch {epoch} step {k}: every utterance of the batch failed to load")
+            if cfg.optim.anneal_every == "step":
+                set_lr(self.optimizer, step_lr(cfg.optim, gb, epoch, k, self.batches.steps_per_epoch))
             cap = torch.tensor([self.max_tempo[i] for i in batch.indices], dtype=torch.float32)
             # The seed's quantity is only reported for the last step of an epoch:
             # no extra CTC pass in the hot loop unless it is the objective.

@@ -162,3 +162,32 @@ def test_bad_waveform_settings_name_the_field():
                             ("augment.noise_snr_db_min=50", "augment.noise_snr_db_min")):
         with pytest.raises(ConfigError, match=field):
             load_config("tiny", [override])
+
+
+def test_trim_cuts_the_own_edge_so_edges_span_none_to_max():
+    # Edges of 0.08 s already in the data count towards U(0, 0.5): a short draw
+    # cuts the utterance's own silence, so "no silence at all" is trained too.
+    cfg = AugmentConfig(silence_max_s=0.5, silence_trim_s=0.08)
+    lead = [wave_params(cfg, 1, 1, i, SR)["lead"] for i in range(2000)]
+    cut = [x for x in lead if x < 0]
+    assert min(lead) >= -0.08 * SR and max(lead) <= 0.42 * SR
+    assert 0.1 < len(cut) / len(lead) < 0.22  # P(U(0, 0.5) < 0.08) = 0.16
+    wave, lens = _batch([8000, 8000, 8000, 8000])
+    idx = list(range(40))
+    for k0 in range(0, 40, 4):
+        ids = idx[k0:k0 + 4]
+        out, new = augment_waves(cfg, 1, 1, ids, wave, lens, SR)
+        for k, i in enumerate(ids):
+            p = wave_params(cfg, 1, 1, i, SR)
+            c_l, c_t = max(-p["lead"], 0), max(-p["trail"], 0)
+            kept = wave[k, c_l:8000 - c_t]
+            pad = max(p["lead"], 0)
+            assert int(new[k]) == pad + kept.shape[0] + max(p["trail"], 0)
+            assert torch.equal(out[k, pad:pad + kept.shape[0]], kept)
+
+
+def test_trim_may_not_exceed_the_added_silence():
+    from reference.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="augment.silence_trim_s"):
+        load_config("tiny", ["augment.silence_trim_s=0.9"])

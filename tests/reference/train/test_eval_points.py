@@ -124,3 +124,20 @@ def test_stops_at_first_eval_reaching_target_and_resumes_exactly(mini_corpus, tm
     assert b[0] == a[0] and b == a  # the restored history holds the first evaluation
     for (name, p), q in zip(full.model.state_dict().items(), resumed.model.state_dict().values()):
         assert torch.equal(p, q), name
+
+
+def test_step_annealing_is_continuous_and_meets_the_epoch_schedule():
+    from reference.config import OptimConfig
+    from reference.train.optim import epoch_lr, step_lr
+
+    per_epoch = OptimConfig(name="adamw", lr=2e-3, anneal=2.0)
+    per_step = OptimConfig(name="adamw", lr=2e-3, anneal=2.0, anneal_every="step")
+    # Per epoch: constant inside an epoch (the reference's schedule).
+    assert step_lr(per_epoch, 8, 2, 0, 375) == step_lr(per_epoch, 8, 2, 374, 375) == epoch_lr(per_epoch, 8, 2)
+    # Per step: equal at every epoch start, halfway (in log) in the middle, decreasing.
+    for e in (1, 2, 3):
+        assert abs(step_lr(per_step, 8, e, 0, 375) - epoch_lr(per_epoch, 8, e)) < 1e-15
+    mid = step_lr(per_step, 8, 1, 187, 374)
+    assert abs(mid - 2e-3 / 2 ** 0.5) < 1e-12
+    lrs = [step_lr(per_step, 8, 1 + k // 10, k % 10, 10) for k in range(40)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))

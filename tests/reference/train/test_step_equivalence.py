@@ -164,3 +164,25 @@ def test_checkpointed_optimizer_keeps_the_live_step_count_placement():
     assert fixed["param_groups"][0]["capturable"] is True
     assert saved["param_groups"][0]["capturable"] is False  # the checkpoint is not modified
     assert fixed["state"] is saved["state"]
+
+
+def test_cut_edges_keep_every_ctc_target_feasible(mini_corpus):
+    """With edges cut (silence_trim_s), tempo is capped on the shortened length."""
+    from reference.data.features import frame_counts
+    from reference.labels import min_ctc_frames
+    from reference.model.deepspeech2 import output_frames
+    from reference.train.step import device_features
+
+    # A tempo so high that the cap always binds: only a cap on the cut length holds.
+    aug = AugmentConfig(tempo_min=5.0, tempo_max=5.0, silence_max_s=0.1, silence_trim_s=0.1)
+    for batch in _batches(mini_corpus, n=3, size=3):
+        cap = _cap(batch)
+        for epoch in range(1, 6):
+            _, frames = device_features(batch, FEAT, aug, 1, epoch, cap, torch.device("cpu"))
+            offs = (torch.cumsum(batch.target_lengths, 0) - batch.target_lengths).tolist()
+            for k, o in enumerate(offs):
+                need = min_ctc_frames(batch.targets[o:o + int(batch.target_lengths[k])].tolist())
+                assert output_frames(int(frames[k])) >= need  # CTC: model steps >= labels
+            # The cut really shortened some utterance below its uncut frame count.
+            uncut = frame_counts(batch.lengths, FEAT, cap)
+            assert (frames <= uncut).all()
