@@ -109,8 +109,13 @@ def main(argv: list[str]) -> int:
     if args.command == "eval":
         from reference.train.evaluate import evaluate_checkpoint
 
-        print(json.dumps(evaluate_checkpoint(args.checkpoint, args.manifest, args.device,
-                                             threads=args.threads), indent=1))
+        try:
+            result = evaluate_checkpoint(args.checkpoint, args.manifest, args.device,
+                                         threads=args.threads)
+        except (FileNotFoundError, ValueError) as err:  # a wrong path or file: one line
+            print(f"eval: {err}", file=sys.stderr)
+            return 2
+        print(json.dumps(result, indent=1))
         return 0
     from harness.run.bench import run_bench, run_scaling
 

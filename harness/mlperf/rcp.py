@@ -15,7 +15,7 @@ alpha 0.05) is rejected, a sign of a changed recipe. Here:
 * MLPerf has no DS2 entry in its table of required runs: `register` adds
   `deepspeech2` with the benchmark's `scoring.required_runs` before use.
 
-    python -m harness rcp run --benchmark tiny --seeds 5 --batches 16 32   # make the data
+    python -m harness rcp run --benchmark tiny --seeds 5 --batches 8 16   # make the data
     python -m harness rcp collect --runs runs/rcp --out benchmarks/rcp/tiny.json
     python -m harness rcp check --set runs/myset --rcp benchmarks/rcp/tiny.json
 """
@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train the seeds at each batch size, then collect")
     run.add_argument("--benchmark", default="tiny")
     run.add_argument("--seeds", type=int, default=5)
-    run.add_argument("--batches", type=int, nargs="+", default=[16, 32])
+    run.add_argument("--batches", type=int, nargs="+", default=[8, 16])
     run.add_argument("--runs", type=Path, default=Path("runs/rcp"))
     run.add_argument("--out", type=Path, default=None, help="default benchmarks/rcp/<name>.json")
     col = sub.add_parser("collect", help="RCP file from the runs under a folder")

@@ -121,4 +121,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     problem = verify_checkpoint(path)
     if problem is not None and path.with_name(path.name + ".sha256").exists():
         raise ValueError(f"{path}: {problem}")
-    return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001 - not a checkpoint: one line for the user
+        raise ValueError(f"{path}: not a ds2bench checkpoint ({type(err).__name__}: {err})") from None

@@ -60,3 +60,17 @@ def test_wrapper_and_make_pass_the_refusal_on(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--cards: 'abc' is not a card count" in proc.stderr, proc.stderr
     assert not runs.exists()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("ckpt-e1-s10.pt.sha256", b"3f2a" * 16),  # the digest beside a checkpoint, given by mistake
+    ("ckpt-e1-s10.pt", b"not a pickle"),  # a damaged file without its digest
+    ("missing.pt", None),
+])
+def test_eval_refuses_what_is_not_a_checkpoint(tmp_path, capsys, mini_corpus, name, content):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    code = _main(["eval", "--checkpoint", str(path), "--manifest", str(mini_corpus / "dev.jsonl")])
+    lines = _lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1 and str(path) in lines[0], lines
