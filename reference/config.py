@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -375,7 +376,12 @@ def resolve_cards(cfg: BenchmarkConfig, cards: int) -> BenchmarkConfig:
     gb = cfg.train.global_batch
     if gb is not None:
         if gb % cards:
-            raise ConfigError(f"train.global_batch: {gb} is not divisible by {cards} cards")
+            # The global batch is part of the recipe (its convergence, its RCPs), so it
+            # is never changed to fit the cards; the message says how to choose one.
+            fit = gb * cards // math.gcd(gb, cards)
+            raise ConfigError(f"train.global_batch: {gb} is not divisible by {cards} cards; "
+                              f"run with a multiple of {cards}, e.g. SET=\"train.global_batch={fit}\" "
+                              f"(another recipe: compare it with the RCPs of that batch size)")
         cfg.train.batch_per_card = gb // cards
     return cfg
 

@@ -186,3 +186,20 @@ def test_cut_edges_keep_every_ctc_target_feasible(mini_corpus):
             # The cut really shortened some utterance below its uncut frame count.
             uncut = frame_counts(batch.lengths, FEAT, cap)
             assert (frames <= uncut).all()
+
+
+def test_waves_start_at_their_epoch(mini_corpus):
+    """Before `waves_from_epoch` the features are the clean ones; from it, augmented."""
+    from reference.train.step import device_features
+
+    batch = _batches(mini_corpus, n=1, size=3)[0]
+    cpu = torch.device("cpu")
+    clean = AugmentConfig()  # tempo and gain only
+    waves = AugmentConfig(silence_max_s=0.3, noise_prob=1.0, waves_from_epoch=3)
+    for epoch in (1, 2):
+        a, fa = device_features(batch, FEAT, clean, 1, epoch, None, cpu)
+        b, fb = device_features(batch, FEAT, waves, 1, epoch, None, cpu)
+        assert torch.equal(fa, fb) and torch.equal(a, b)
+    a, fa = device_features(batch, FEAT, clean, 1, 3, None, cpu)
+    b, fb = device_features(batch, FEAT, waves, 1, 3, None, cpu)
+    assert (fb > fa).any()  # added silence: more frames
