@@ -23,14 +23,16 @@ pytestmark = pytest.mark.e2e
 # the gradients are the same global-batch average, but BatchNorm normalises
 # with per-rank batch statistics, so the curves agree closely, not bit-exactly.
 LOSS_RTOL = 0.05
+# The runs every test here compares. Waves from epoch 1 (tiny starts them at epoch
+# 2): both epochs then train on the same augmented distribution, so their losses
+# compare (test_loss_falls).
+COMMON = ["train.epochs=2", "train.target_wer=null", "augment.enabled=true",
+          "augment.waves_from_epoch=1"]
 
 
 @pytest.fixture(scope="module")
 def pair(mini_corpus, tmp_path_factory):
-    # Waves from epoch 1 (tiny starts them at epoch 2): both epochs then train on the
-    # same augmented distribution, so their losses compare (test_loss_falls).
-    common = ["train.epochs=2", "train.target_wer=null", "augment.enabled=true",
-              "augment.waves_from_epoch=1"]
+    common = COMMON
     r1 = tmp_path_factory.mktemp("one")
     p1 = run_bench(r1, mini_corpus, cards=1, overrides=common + ["train.batch_per_card=16"])
     r2 = tmp_path_factory.mktemp("two")
@@ -179,8 +181,7 @@ def test_two_nodes_through_c10d_rendezvous_equal_one_node_two_ranks(pair, mini_c
     _, (_, d2) = pair
     env = harness_env()
     env["RDZV_ID"] = f"e2e{os.getpid()}"
-    common = ["train.epochs=2", "train.target_wer=null", "augment.enabled=true",
-              "augment.waves_from_epoch=1", "train.batch_per_card=8", "train.threads=1"]  # as `pair`
+    common = COMMON + ["train.batch_per_card=8", "train.threads=1"]  # as `pair`
     endpoint = f"127.0.0.1:{_free_port()}"
     procs = [subprocess.Popen(bench_cmd(tmp_path, mini_corpus, "--nnodes", "2", "--node-rank", str(n),
                                         "--rdzv-endpoint", endpoint, cards=1, overrides=common),
