@@ -49,6 +49,12 @@ class FeatureConfig:
     window_ms: float = 20.0
     hop_ms: float = 10.0
     window: Literal["hamming", "hann"] = "hamming"
+    # Which values the per-utterance mean and std are taken over. "utterance":
+    # the whole spectrogram, as the reference does, so the length of the leading
+    # and trailing silence moves every speech value. "active": only the frames
+    # whose mean log-magnitude is at least ACTIVE_FRAME_RATIO of the loudest
+    # frame's, so added or removed silence leaves the speech features unchanged.
+    normalize: Literal["utterance", "active"] = "utterance"
 
     def validate(self, where: str) -> None:
         _check(self.sample_rate > 0, where, "sample_rate", "must be > 0", self.sample_rate)

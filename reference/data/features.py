@@ -2,7 +2,8 @@
 
 As in the reference: hamming window of 20 ms (n_fft = 320 at 16 kHz, 161 bins),
 hop 10 ms, magnitude STFT, log1p, then per-utterance normalisation by the mean
-and standard deviation of the whole spectrogram.
+and standard deviation of the whole spectrogram (`normalize: utterance`), or
+of its active frames only (`normalize: active`, see `ACTIVE_FRAME_RATIO`).
 
 Batching must not change an utterance's features: each utterance is
 reflect-padded by n_fft/2 on its own (what `center=True` does for a single
@@ -16,6 +17,13 @@ import numpy as np
 import torch
 
 from reference.config import FeatureConfig
+
+
+# A frame is active when its mean log1p-magnitude is at least this fraction of
+# the utterance's loudest frame. Digital silence is 0 there, so any positive
+# ratio leaves it out; 0.1 also leaves out near-silence (a few dB of dither or
+# a recording's noise floor) while keeping the quiet consonants of speech.
+ACTIVE_FRAME_RATIO = 0.1
 
 
 def stft_params(cfg: FeatureConfig) -> tuple[int, int]:
@@ -132,12 +140,19 @@ def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
     frames_d = to_device(frames, dev)
     logm = torch.log1p(mag)
     mask = (torch.arange(t_max, device=dev).unsqueeze(0) < frames_d.unsqueeze(1)).unsqueeze(1)
-    count = (frames_d * logm.shape[1]).to(torch.float32)
     logm = logm * mask
-    mean = logm.sum(dim=(1, 2)) / count
+    if cfg.normalize == "active":
+        # Statistics over the active frames only, chosen on the device (no sync).
+        level = logm.mean(dim=1, keepdim=True)  # (B, 1, T), padded frames 0
+        peak = level.amax(dim=2, keepdim=True)
+        stats = mask & (level >= ACTIVE_FRAME_RATIO * peak)
+    else:
+        stats = mask
+    count = stats.sum(dim=(1, 2)).to(torch.float32) * logm.shape[1]
+    mean = (logm * stats).sum(dim=(1, 2)) / count
     centred = (logm - mean.view(-1, 1, 1)) * mask
-    # Unbiased std over all valid values, as torch.Tensor.std() in the reference.
-    std = torch.sqrt((centred * centred).sum(dim=(1, 2)) / (count - 1).clamp(min=1))
+    # Unbiased std over the statistics' values, as torch.Tensor.std() in the reference.
+    std = torch.sqrt((centred * centred * stats).sum(dim=(1, 2)) / (count - 1).clamp(min=1))
     feats = centred / std.clamp(min=1e-8).view(-1, 1, 1)
     return feats.unsqueeze(1), frames
 
@@ -151,4 +166,8 @@ def features_numpy(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     frames = np.stack([y[i * hop:i * hop + n_fft] * win for i in range(n)], axis=1)
     mag = np.abs(np.fft.rfft(frames, axis=0))
     logm = np.log1p(mag)
-    return (logm - logm.mean()) / logm.std(ddof=1)
+    stats = logm
+    if cfg.normalize == "active":
+        level = logm.mean(axis=0)
+        stats = logm[:, level >= ACTIVE_FRAME_RATIO * level.max()]
+    return (logm - stats.mean()) / stats.std(ddof=1)

@@ -169,3 +169,36 @@ def test_hann_window_option(audio):
     assert np.abs(feats[0, 0].numpy() - ref).max() < 1e-4
     hamming, _ = featurize(*_batch([w]), CFG)
     assert (hamming - feats).abs().max() > 1e-3
+
+
+ACTIVE = FeatureConfig(normalize="active")
+
+
+def test_active_normalisation_matches_numpy_per_utterance(audio):
+    quiet = np.concatenate([np.zeros(4000, np.float32), audio[:12000], np.zeros(2400, np.float32)])
+    waves = [audio[:n] for n in LENGTHS] + [quiet]
+    feats, frames = featurize(*_batch(waves), ACTIVE)
+    for i, w in enumerate(waves):
+        ref = features_numpy(w, ACTIVE)
+        assert np.abs(feats[i, 0, :, :ref.shape[1]].numpy() - ref).max() < 1e-4
+
+
+@pytest.mark.parametrize("pad_s", [0.0, 0.25, 0.5])
+def test_active_normalisation_ignores_edge_silence(clean_chirp, pad_s):
+    """Speech keeps its feature values whatever silence surrounds it with
+    `normalize: active`; with the reference's whole-utterance statistics they move.
+    Both versions start from 80 ms of silence (the corpus's edges), so the frames
+    across the speech boundary are the same in both."""
+    hop = stft_params(CFG)[1]
+
+    def edged(seconds):  # a whole number of hops of silence on each side
+        z = np.zeros(int(seconds * SR), np.float32)
+        return np.concatenate([z, clean_chirp, z])
+
+    base, other = edged(0.08), edged(0.08 + pad_s)
+    shift = int(pad_s * SR) // hop
+    for cfg, moves in ((ACTIVE, False), (CFG, pad_s > 0)):
+        (a, _), (b, _) = featurize(*_batch([base]), cfg), featurize(*_batch([other]), cfg)
+        n = a.shape[-1] - 2  # the last frame sees the end differently
+        diff = float((a[0, 0, :, :n] - b[0, 0, :, shift:shift + n]).abs().max())
+        assert (diff > 0.05) if moves else (diff < 1e-4), (cfg.normalize, pad_s, diff)
