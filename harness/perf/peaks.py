@@ -50,14 +50,32 @@ def run_precision(device: torch.device, amp: str = "off") -> str:
     return "ieee"
 
 
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (AMX or AVX512-BF16).
+
+    Read from the kernel's CPU flags: torch's own helpers (`_is_mkldnn_bf16_supported`)
+    also say yes where oneDNN only emulates bf16 on AVX-512, which is no peak.
+    False where the flags cannot be read (not Linux).
+    """
+    try:
+        with open(cpuinfo, encoding="utf-8") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def precisions_to_measure(device: torch.device, amp: str = "off") -> list[str]:
-    """IEEE always; TF32 where it exists; the autocast dtype when the run uses it."""
+    """IEEE always; TF32 where it exists; bf16 on accelerators, on CPUs with bf16
+    hardware (for information: the fp32 model is still divided by the IEEE rate)
+    and whenever the run autocasts to it; fp16 when the run autocasts to it."""
     out = ["ieee"]
     if device.type == "cuda" or (device.type == "mlu" and hasattr(torch.backends, "cnnl")):
         out.append("tf32")
     if amp in ("bf16", "fp16"):
         out.append(amp)
-    elif device.type != "cpu":
+    elif device.type != "cpu" or cpu_has_native_bf16():
         out.append("bf16")
     return out
 

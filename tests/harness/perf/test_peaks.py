@@ -1,9 +1,11 @@
 """MFU denominators and the recurrence bound (harness/perf/peaks.py)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from harness.perf.peaks import (model_gemm_shapes, precision_peaks, precisions_to_measure,
+from harness.perf.peaks import (cpu_has_native_bf16, model_gemm_shapes, precision_peaks,
+                                precisions_to_measure,
                                 recurrence_bound_s, recurrent_weight_bytes, run_precision)
 from reference.config import ModelConfig
 
@@ -33,10 +35,21 @@ def test_model_shapes_follow_the_model():
 
 
 def test_peak_is_the_best_over_shapes_and_cpu_runs_ieee():
-    assert run_precision(CPU) == "ieee" and precisions_to_measure(CPU) == ["ieee"]
+    assert run_precision(CPU) == "ieee"
+    assert precisions_to_measure(CPU) == ["ieee"] + (["bf16"] if cpu_has_native_bf16() else [])
     assert run_precision(CPU, "bf16") == "bf16"
     shapes = [("a", 64, 64, 64), ("b", 128, 96, 32)]
     got = precision_peaks(CPU, shapes, ["ieee"], reps=2)["ieee"]
     rates = [r["gflops"] for r in got["shapes"]]
     assert all(r > 0 for r in rates) and got["best_gflops"] == max(rates)
     assert got["best_shape"] in ("a", "b")
+
+
+@pytest.mark.parametrize("flags, native", [("fpu sse avx512f avx512bw", False),
+                                           ("fpu avx512f avx512_bf16", True),
+                                           ("fpu amx_tile amx_bf16", True)])
+def test_bf16_peak_only_where_the_cpu_has_bf16_hardware(tmp_path, flags, native):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_native_bf16(str(info)) is native
+    assert cpu_has_native_bf16(str(tmp_path / "absent")) is False
