@@ -121,7 +121,34 @@ def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) ->
         elif len(runs) < cfg.scoring.required_runs:
             problems.append(f"{name} needs {cfg.scoring.required_runs} runs per set "
                             f"(scoring.required_runs), found {len(runs)}")
+        elif not problems:
+            problems += _rcp_problems([r.path for r in first.values()], name,
+                                      benchmarks_dir or BENCHMARKS_DIR, cfg.scoring.required_runs)
     return problems
+
+
+def _rcp_problems(logs: list[Path], name: str, benchmarks_dir: Path, required_runs: int
+                  ) -> list[str]:
+    """MLPerf's RCP test of a set, where `benchmarks/rcp/<name>.json` exists.
+
+    A set that converges significantly faster than the benchmark's reference
+    convergence points is a sign of a changed recipe (the engine's own
+    one-sided test). Without an RCP file there is nothing to compare with, and
+    nothing is said; a set that did not converge is reported by the engine too.
+    """
+    rcp_file = benchmarks_dir / "rcp" / f"{name}.json"
+    if not rcp_file.is_file():
+        return []
+    from harness.mlperf.rcp import check_set as rcp_check_set
+
+    ok, msg = rcp_check_set(logs, rcp_file, required_runs)
+    if ok:
+        return []
+    # The engine fails a set it could compare only when it converges too fast.
+    faster = msg.startswith(("RCP found", "RCP Interpolation"))
+    what = ("converges faster than the reference convergence points allow" if faster
+            else "RCP test failed")
+    return [f"{what} ({rcp_file.name}: {msg})"]
 
 
 def _parser() -> argparse.ArgumentParser:

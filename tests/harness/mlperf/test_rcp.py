@@ -59,3 +59,27 @@ def test_rcp_file_and_set_check(tmp_path):
     assert rcp.main(["check", "--set", str(tmp_path / "fast"), "--rcp", str(path)]) == 1
     assert rcp.main(["check", "--set", str(tmp_path / "same"), "--rcp", str(path)]) == 0
     assert rcp.main(["check", "--set", str(tmp_path / "none"), "--rcp", str(path)]) == 2
+
+
+def test_set_checker_applies_the_benchmarks_rcps(tmp_path):
+    """`make check` of a set: with benchmarks/rcp/<name>.json present, a set that
+    converges much faster than it is a SET problem; a set like it is not."""
+    import shutil
+
+    from harness.mlperf.compliance.checker import check_log
+    from harness.mlperf.compliance.cli import check_set
+    from harness.mlperf.compliance.generate import BENCHMARKS_DIR
+
+    bench = tmp_path / "benchmarks"
+    shutil.copytree(BENCHMARKS_DIR, bench, ignore=shutil.ignore_patterns("rcp"))
+    ref = _set(tmp_path / "ref", [5, 6, 5, 6, 5, 7, 6, 5, 6, 6])
+    same = [check_log(p) for p in _set(tmp_path / "same", [6, 5, 6, 5, 6, 6, 5, 6, 5, 7])]
+    fast = [check_log(p) for p in _set(tmp_path / "fast", [2, 2, 3, 2, 2, 2, 3, 2, 2, 2])]
+    assert all(r.ok for r in same + fast)
+    assert check_set(fast, bench) == []  # no RCP file: nothing to compare with
+    (bench / "rcp").mkdir()
+    (bench / "rcp" / "mlcommons_v05.json").write_text(json.dumps(rcp.build_rcps(ref, "x")))
+    assert check_set(same, bench) == []
+    problems = check_set(fast, bench)
+    assert len(problems) == 1 and "converges faster than the reference convergence points" \
+        in problems[0], problems
