@@ -141,18 +141,20 @@ def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
     logm = torch.log1p(mag)
     mask = (torch.arange(t_max, device=dev).unsqueeze(0) < frames_d.unsqueeze(1)).unsqueeze(1)
     logm = logm * mask
+    # logm and centred are already zero outside `mask`, so the reference's
+    # statistics need no second masking; only the active frames' do.
+    stats = None
     if cfg.normalize == "active":
         # Statistics over the active frames only, chosen on the device (no sync).
         level = logm.mean(dim=1, keepdim=True)  # (B, 1, T), padded frames 0
         peak = level.amax(dim=2, keepdim=True)
         stats = mask & (level >= ACTIVE_FRAME_RATIO * peak)
-    else:
-        stats = mask
-    count = stats.sum(dim=(1, 2)).to(torch.float32) * logm.shape[1]
-    mean = (logm * stats).sum(dim=(1, 2)) / count
+    count = (mask if stats is None else stats).sum(dim=(1, 2)).to(torch.float32) * logm.shape[1]
+    mean = (logm if stats is None else logm * stats).sum(dim=(1, 2)) / count
     centred = (logm - mean.view(-1, 1, 1)) * mask
+    sq = centred * centred
     # Unbiased std over the statistics' values, as torch.Tensor.std() in the reference.
-    std = torch.sqrt((centred * centred * stats).sum(dim=(1, 2)) / (count - 1).clamp(min=1))
+    std = torch.sqrt((sq if stats is None else sq * stats).sum(dim=(1, 2)) / (count - 1).clamp(min=1))
     feats = centred / std.clamp(min=1e-8).view(-1, 1, 1)
     return feats.unsqueeze(1), frames
 
