@@ -27,7 +27,8 @@ from harness.perf.measure import (add_logging_per_step, measure_logging, measure
 from harness.perf.report import SEED_TRAINER_THREADS, table, target_rows, train_record
 from harness.perf.sources import data_source
 from harness.perf.peaks import (copy_bandwidth_gbs, model_gemm_shapes, precision_peaks,
-                                precisions_to_measure, run_precision)
+                                precisions_to_measure, run_precision,
+                                unmeasured_precisions)
 from harness.perf.sources import TYPICAL_DURATION_S
 from harness.perf.step import ModelSpec, TrainMeasure
 from harness.perf.system import (LoadWatch, accelerator_name, available_cores, cpu_model,
@@ -135,8 +136,8 @@ def main(argv: list[str]) -> int:
     # squares above and the measured models' own GEMM shapes (harness/perf/peaks.py).
     precision = run_precision(device)
     reps = 1 if args.quick else 3
-    by_precision = precision_peaks(device, _gemm_shapes(specs, feat), precisions_to_measure(device),
-                                   reps)
+    measured = precisions_to_measure(device)
+    by_precision = precision_peaks(device, _gemm_shapes(specs, feat), measured, reps)
     watch.mark("gemm_shapes")
     square = max(mm_start["best_gflops"], mm_end["best_gflops"])  # fp32 as the device runs it
     peak = max(by_precision[precision]["best_gflops"] or 0.0,
@@ -173,7 +174,8 @@ def main(argv: list[str]) -> int:
                             "no input gradient for conv1); useful frames only (no padding)",
         "matmul": {"n": mm_n, "best_gflops": peak, "precision": precision,
                    "square_fp32_gflops": square, "start": mm_start, "end": mm_end,
-                   "one_thread": mm_one, "by_precision": by_precision},
+                   "one_thread": mm_one, "by_precision": by_precision,
+                   "not_measured": unmeasured_precisions(device, measured)},
         "memory_bandwidth_gbs": bandwidth,
         "training": training,
         "pipeline": pipe,

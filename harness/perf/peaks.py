@@ -80,6 +80,14 @@ def precisions_to_measure(device: torch.device, amp: str = "off") -> list[str]:
     return out
 
 
+def unmeasured_precisions(device: torch.device, measured: list[str]) -> dict[str, str]:
+    """Why a precision a reader may look for has no peak row (so its absence is not
+    mistaken for a missing feature): today only bf16 on a CPU without bf16 hardware."""
+    if device.type == "cpu" and "bf16" not in measured:
+        return {"bf16": "no bf16 hardware in this CPU's flags (amx_bf16 / avx512_bf16)"}
+    return {}
+
+
 @contextmanager
 def _matmul_mode(device: torch.device, precision: str) -> Iterator[None]:
     """TF32 on or off for fp32 GEMMs (CUDA; elsewhere fp32 GEMMs are IEEE here)."""

@@ -179,6 +179,8 @@ def _header(result: dict[str, Any]) -> list[str]:
     for prec, rec in (mm.get("by_precision") or {}).items():
         lines.append(f"  best GEMM {prec}: {_fmt(rec['best_gflops'])} GFLOP/s ({rec['best_shape']})"
                      + ("  <- MFU denominator" if prec == mm.get("precision") else ""))
+    for prec, why in (mm.get("not_measured") or {}).items():
+        lines.append(f"  best GEMM {prec}: not measured: {why}")
     return lines
 
 

@@ -6,7 +6,8 @@ import torch
 
 from harness.perf.peaks import (cpu_has_native_bf16, model_gemm_shapes, precision_peaks,
                                 precisions_to_measure,
-                                recurrence_bound_s, recurrent_weight_bytes, run_precision)
+                                recurrence_bound_s, recurrent_weight_bytes, run_precision,
+                                unmeasured_precisions)
 from reference.config import ModelConfig
 
 CPU = torch.device("cpu")
@@ -53,3 +54,11 @@ def test_bf16_peak_only_where_the_cpu_has_bf16_hardware(tmp_path, flags, native)
     info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
     assert cpu_has_native_bf16(str(info)) is native
     assert cpu_has_native_bf16(str(tmp_path / "absent")) is False
+
+
+def test_a_missing_bf16_row_says_why():
+    # The report prints these reasons, so "no bf16 row" is never read as "not looked for".
+    assert set(unmeasured_precisions(CPU, ["ieee"])) == {"bf16"}
+    assert "amx_bf16" in unmeasured_precisions(CPU, ["ieee"])["bf16"]
+    assert unmeasured_precisions(CPU, ["ieee", "bf16"]) == {}
+    assert unmeasured_precisions(torch.device("cuda"), ["ieee", "tf32"]) == {}
