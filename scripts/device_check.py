@@ -10,9 +10,15 @@ On one GPU (or MLU) it checks, with the tolerances stated in TOL:
   * the RNN's dtype under each AMP setting (what `train.amp` would run; information);
   * throughput and peak memory of the reference LSTM 3x2560 at batch 8 (2 s utterances),
     the trainer's own step, fp32 ieee and tf32 (information);
+  * the training step's host synchronisations at the reference size (GRU 3x2560, batch 8):
+    the instrumented count (harness/perf/syncs.py) must be 0, and on CUDA the step must
+    also run under `torch.cuda.set_sync_debug_mode("error")` with no warning in "warn";
+    beside it the step's utt/s before/after: the same step reading the non-finite flag on
+    the host every step (the old step's one unavoidable sync) against the masked update;
   * an end-to-end `harness bench` on a few utterances whose MLPerf log passes `harness check`.
 Without an accelerator it says so, runs the part that needs none (bad-argument refusals,
-the doctor's dependency checks, the CPU's AMP dtypes) and exits 0 when that passes.
+the doctor's dependency checks, the CPU's AMP dtypes, the instrumented sync count of a
+small step on the CPU) and exits 0 when that passes.
 
 One line per check (PASS / FAIL / INFO); everything also goes to
 RUNS/device-check-<UTC>/device_check.json. Exit 1 when any check fails.
@@ -102,6 +108,31 @@ def check_dependencies() -> tuple[bool, str, dict]:
 
     problems = {k: v for k, v in import_checks().items() if v}
     return not problems, json.dumps(problems) if problems else "all import; torch.from_numpy and FLAC work", {}
+
+
+def check_step_syncs(dev: torch.device, small: bool = False) -> tuple[bool, str, dict]:
+    """Host syncs of one training step and its utt/s with and without the per-step host read.
+
+    `small` (the CPU-side part): a GRU 1x64 at batch 2, enough to run the instrumented
+    count through the trainer's step; the reference size is for accelerators.
+    """
+    from harness.perf.syncs import device_step_check
+
+    size = dict(steps=1, batch=2, hidden=64, layers=1) if small else {}
+    rep = device_step_check(dev, **size)
+    cuda_ok = rep["cuda_sync_debug_warnings"] in (None, 0) and \
+        str(rep.get("error_mode", "ok")).startswith("ok")
+    ok = rep["instrumented_syncs"] == 0 and cuda_ok
+    model = "GRU 1x64 b2" if small else "GRU 3x2560 b8"
+    detail = (f"{model}: instrumented syncs {rep['instrumented_syncs']} (want 0)"
+              + ("" if rep["cuda_sync_debug_warnings"] is None else
+                 f", set_sync_debug_mode warnings {rep['cuda_sync_debug_warnings']}, "
+                 f"error mode {rep.get('error_mode')}")
+              + f"; {rep['utt_s_masked_update']:.1f} utt/s masked update vs "
+              f"{rep['utt_s_host_reads_flag']:.1f} reading the flag on the host every step")
+    if rep["instrumented_sites"]:
+        detail += f"; sites {rep['instrumented_sites']}"
+    return ok, detail, {k: v for k, v in rep.items() if k != "instrumented_sites"}
 
 
 def amp_table(device: torch.device, report: Report) -> None:
@@ -331,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     report.run("refusals", lambda: check_refusals(out))
     report.run("dependencies", check_dependencies)
     amp_table(torch.device("cpu"), report)
+    report.run("step syncs (instrumented, CPU)", lambda: check_step_syncs(torch.device("cpu"),
+                                                                          small=True))
     if d is not None and d.kind == "cpu":
         print("[device-check] no accelerator here: the GPU checks are skipped "
               "(the part above needs none)", flush=True)
@@ -350,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             lstm_throughput(dev, report)
         except Exception as err:  # noqa: BLE001
             report.add("throughput lstm3x2560 b8", "FAIL", f"{type(err).__name__}: {err}")
+        report.run("step syncs + throughput before/after", lambda: check_step_syncs(dev))
         report.run("e2e bench + harness check", lambda: check_e2e(dev, out))
     summary = {"torch": torch.__version__, "device": None if d is None else d.kind,
                "tolerances": TOL, "seconds": time.perf_counter() - t0, "checks": report.rows}

@@ -29,6 +29,7 @@ def test_without_an_accelerator_it_says_so_and_exits_0(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "no accelerator here: the GPU checks are skipped" in out
     assert "PASS  refusals: 4 bad values refused" in out and "FAIL" not in out
+    assert "PASS  step syncs (instrumented, CPU): GRU 1x64 b2: instrumented syncs 0" in out
     (report,) = tmp_path.glob("device-check-*/device_check.json")
     rows = json.loads(report.read_text())["checks"]
     amp = {r["check"]: r.get("rnn_dtype") for r in rows if r["check"].startswith("amp cpu")}
@@ -45,3 +46,24 @@ def test_device_checks_run_with_the_cpu_on_both_sides(check):
 def test_model_parity_check_runs_with_the_cpu_on_both_sides():
     ok, detail, values = device_check.check_model(CPU, "tiny")
     assert ok and values == {"logits_rel": 0.0, "grad_rel": 0.0}, detail
+
+
+def test_step_sync_check_passes_the_trainer_step_and_fails_a_step_that_reads_back(monkeypatch):
+    ok, detail, values = device_check.check_step_syncs(CPU, small=True)
+    assert ok and values["instrumented_syncs"] == 0, detail
+    assert values["utt_s_masked_update"] > 0 and values["utt_s_host_reads_flag"] > 0
+
+    # Mutant: a step that reads a device value back (the old finite check's .item()).
+    import reference.train.step as step_mod
+
+    real = step_mod.train_step
+
+    def reads_back(model, *args, **kwargs):
+        out = real(model, *args, **kwargs)
+        float(next(model.parameters()).detach().sum())
+        return out
+
+    monkeypatch.setattr(step_mod, "train_step", reads_back)
+    ok, detail, values = device_check.check_step_syncs(CPU, small=True)
+    assert not ok and values["instrumented_syncs"] >= 1, detail
+    assert "float" in detail, detail
