@@ -160,6 +160,62 @@ class SyncCounter(TorchFunctionMode):
         return out
 
 
+class _Seen(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.funcs: set = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.funcs.add(func)
+        return func(*args, **(kwargs or {}))
+
+
+def _indexing_reaches_modes() -> bool:
+    """Whether `t[mask]` / `t[mask] = v` reach a TorchFunctionMode on this torch.
+
+    torch 2.1 (torch_mlu's oldest pairing) runs Tensor.__getitem__/__setitem__
+    in C without consulting modes: a boolean-mask index would go uncounted.
+    """
+    t = torch.zeros(2)
+    with _Seen() as seen:
+        _ = t[t > 0]
+        t[t > 0] = 1.0
+    return T.__getitem__ in seen.funcs and T.__setitem__ in seen.funcs
+
+
+def _routed(orig: Callable) -> Callable:
+    """`orig` as a Python method that dispatches to the active modes first."""
+    from torch.overrides import handle_torch_function
+
+    def method(self, *args):
+        return handle_torch_function(orig, (self,), self, *args)
+    return method
+
+
+_MISSING = object()
+
+
+@contextmanager
+def _indexing_visible() -> Iterator[None]:
+    """Where indexing bypasses modes, route torch.Tensor's __getitem__/__setitem__
+    through them for the block's duration (as Python wrappers of the C methods, which
+    stay the keys of `_INDEXING`); elsewhere nothing changes."""
+    if _indexing_reaches_modes():
+        yield
+        return
+    saved = {name: T.__dict__.get(name, _MISSING) for name in ("__getitem__", "__setitem__")}
+    for name in saved:
+        setattr(T, name, _routed(getattr(T, name)))
+    try:
+        yield
+    finally:
+        for name, orig in saved.items():
+            if orig is _MISSING:
+                delattr(T, name)
+            else:
+                setattr(T, name, orig)
+
+
 @contextmanager
 def count_syncs(host: Iterable[torch.Tensor] = ()) -> Iterator[SyncCounter]:
     """Count would-be syncs in the block; `host` lists tensors that live on the host."""
@@ -176,7 +232,7 @@ def count_syncs(host: Iterable[torch.Tensor] = ()) -> Iterator[SyncCounter]:
 
     torch.from_numpy = from_numpy
     try:
-        with counter:
+        with _indexing_visible(), counter:
             yield counter
     finally:
         torch.from_numpy = real
