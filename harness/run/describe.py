@@ -66,19 +66,40 @@ def load_average() -> tuple[float, float, float] | None:
         return None
 
 
-def busy_cpu_s() -> float | None:
-    """CPU seconds all processes have used (from /proc/stat), or None off Linux."""
+def _affinity() -> set[int] | None:
+    return set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def busy_cpu_s(stat: str | None = None, cpus: set[int] | None = None) -> float | None:
+    """CPU seconds used so far on the CPUs this process may run on (from /proc/stat).
+
+    Only those CPUs count: a run pinned with taskset, or given a cpuset by SLURM,
+    is not slowed by work on the machine's other cores. `stat` (the file's text)
+    and `cpus` (default: this process's affinity) are for tests. None off Linux.
+    """
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except (OSError, IndexError):
+        lines = (stat if stat is not None else Path("/proc/stat").read_text()).splitlines()
+    except OSError:
         return None
-    v = [int(x) for x in fields]
-    busy = sum(v[:8]) - v[3] - v[4]  # user nice system (idle iowait) irq softirq steal
-    return busy / os.sysconf("SC_CLK_TCK")
+    cpus = _affinity() if cpus is None else cpus
+
+    def busy(fields: list[str]) -> int:
+        v = [int(x) for x in fields[:8]]
+        return sum(v) - v[3] - v[4]  # user nice system (idle iowait) irq softirq steal
+
+    per_cpu = {int(f[0][3:]): busy(f[1:]) for f in (line.split() for line in lines)
+               if len(f) > 8 and f[0].startswith("cpu") and f[0][3:].isdigit()}
+    if per_cpu and cpus is not None and cpus & per_cpu.keys():
+        total = sum(v for k, v in per_cpu.items() if k in cpus)
+    elif lines and lines[0].startswith("cpu "):
+        total = busy(lines[0].split()[1:])  # no per-CPU lines: the whole machine
+    else:
+        return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def busy_cores(window_s: float = 1.0) -> float | None:
-    """Cores other processes keep busy right now (this process sleeps meanwhile).
+    """Cores of this process's CPU set that others keep busy right now (it sleeps meanwhile).
 
     Unlike the 1-minute load average, this does not remember a job that ended
     seconds ago, so it says whether the machine is free *now*.

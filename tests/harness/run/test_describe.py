@@ -4,7 +4,7 @@ import sys
 import time
 
 from harness.run.bench import _warn_if_loaded
-from harness.run.describe import busy_cores, describe
+from harness.run.describe import busy_cores, busy_cpu_s, describe
 from reference.train.comm import AllReduceTimer
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[3]
@@ -19,6 +19,28 @@ def test_busy_cores_sees_a_spinning_process():
         spin.kill()
         spin.wait()
     assert busy is not None and busy >= 0.6  # one process spinning ≈ one core
+
+
+def _stat(cpu0: int, cpu1: int) -> str:
+    # /proc/stat: the aggregate line, then one line per CPU (user nice system idle
+    # iowait irq softirq steal guest guest_nice), in clock ticks.
+    line = "{} {} 0 0 500 7 0 0 0 0 0"
+    return "\n".join([line.format("cpu ", cpu0 + cpu1), line.format("cpu0", cpu0),
+                      line.format("cpu1", cpu1), "intr 12345", "ctxt 678"]) + "\n"
+
+
+def test_busy_time_counts_only_the_cpus_the_run_may_use():
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    before, after = _stat(100, 100), _stat(100 + tick, 100)  # cpu0 busy for one second
+    used = [busy_cpu_s(after, cpus) - busy_cpu_s(before, cpus) for cpus in ({0}, {1}, {0, 1})]
+    assert used == [1.0, 0.0, 1.0]  # a run pinned to cpu1 is not told cpu0 is busy
+    # Without per-CPU lines (or with a CPU set it does not list): the whole machine.
+    aggregate = "cpu  {} 0 0 500 7 0 0 0 0 0\n"
+    assert busy_cpu_s(aggregate.format(100 + tick), {0}) - busy_cpu_s(aggregate.format(100), {0}) == 1.0
+    assert busy_cpu_s(after, {7}) - busy_cpu_s(before, {7}) == 1.0
+    assert busy_cpu_s("", {0}) is None
 
 
 def test_description_has_versions_git_and_busy_cores():
