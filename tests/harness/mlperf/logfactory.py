@@ -7,6 +7,7 @@ one precise way (drop, duplicate, move or edit a line).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,10 @@ def write_valid_log(path: Path, *, benchmark: str = "mlcommons_v05", division: s
                                    "skipped_steps": 0})
         evaluate(epoch, wer, None)
         hooks.on_block_end(epoch)
+    # The logger stamps records with the wall clock in ms: a short log can be written
+    # within one millisecond, and a run_stop at its run_start's time is (rightly) never
+    # scored. Let the clock move so a "valid" log always has a positive time to train.
+    time.sleep(0.003)
     hooks.on_run_end(status, "target reached" if status == "success" else "test abort",
                      {"throughput": 12.0, "skipped_steps": 0})
     log.close()
