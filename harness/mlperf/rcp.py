@@ -72,6 +72,27 @@ def find_logs(root: Path) -> list[Path]:
     return [root] if root.is_file() else sorted(root.rglob("mlperf.log"))
 
 
+def _provenance(logs: list[Path]) -> tuple[str, str]:
+    """(Platform, When) of the runs, from their run directories' description.json:
+    the distinct "cards x CPU/accelerator, threads, torch" and the UTC dates; empty where
+    a log has no description beside it (a copied log)."""
+    platforms, dates = set(), set()
+    for log in logs:
+        desc_file = Path(log).parent / "description.json"
+        if not desc_file.is_file():
+            continue
+        d = json.loads(desc_file.read_text())
+        hw = d.get("accelerator") if d.get("device") != "cpu" else d.get("cpu", {}).get("model")
+        threads = d.get("threads_per_rank")
+        platforms.add(f"{d.get('cards')}x {hw}"
+                      + (f", {threads} thread(s) per rank" if threads else "")
+                      + f", torch {d.get('software', {}).get('torch')}")
+        stamp = Path(log).parent.name.split("-")[-2:-1]  # <bench>-<n>x<dev>-<UTC>-s<seed>
+        if stamp and len(stamp[0]) >= 8 and stamp[0][:8].isdigit():
+            dates.add(f"{stamp[0][:4]}-{stamp[0][4:6]}-{stamp[0][6:8]}")
+    return "; ".join(sorted(platforms)), ", ".join(sorted(dates))
+
+
 def build_rcps(logs: list[Path], name: str, platform: str = "") -> dict[str, Any]:
     """MLPerf-format RCP records, one per global batch size, from converged runs only."""
     by_bs: dict[int, list[dict[str, Any]]] = {}
@@ -81,9 +102,11 @@ def build_rcps(logs: list[Path], name: str, platform: str = "") -> dict[str, Any
             by_bs.setdefault(int(c["bs"]), []).append(c)
     out = {}
     for bs, runs in sorted(by_bs.items()):
+        found, dates = _provenance([Path(r["log"]) for r in runs])
         out[f"{name}_ref_{bs}"] = {
-            "Benchmark": BENCHMARK_NAME, "Creator": "ds2bench", "Platform": platform,
-            "When": "produced by `python -m harness rcp`", "BS": bs,
+            "Benchmark": BENCHMARK_NAME, "Creator": "ds2bench", "Platform": platform or found,
+            "When": f"runs of {dates}, collected by `python -m harness rcp`" if dates
+            else "produced by `python -m harness rcp`", "BS": bs,
             "Hyperparams": runs[0]["hyperparams"],
             "Epochs to converge": sorted(r["epochs"] for r in runs),
             "Samples to converge": sorted(r["samples"] for r in runs),

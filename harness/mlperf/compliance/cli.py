@@ -73,6 +73,12 @@ def _runs(results: list[CheckResult]) -> dict[Path, list[CheckResult]]:
     return dict(runs)
 
 
+def _first_logs(results: list[CheckResult]) -> dict[Path, CheckResult]:
+    """Run directory -> the log that describes the run (mlperf.log; resumed attempts repeat it)."""
+    return {d: sorted(logs, key=lambda r: r.path.name != "mlperf.log")[0]
+            for d, logs in _runs([r for r in results if r.path.is_file()]).items()}
+
+
 def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) -> list[str]:
     """Judge the runs of `results` as one submission set; the problems, [] when it is one.
 
@@ -90,9 +96,7 @@ def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) ->
     runs = _runs([r for r in results if r.path.is_file()])
     if not runs:
         return ["no runs to judge as a set"]
-    # A run is described by its first log (the resumed attempts repeat it).
-    first = {d: sorted(logs, key=lambda r: r.path.name != "mlperf.log")[0]
-             for d, logs in runs.items()}
+    first = _first_logs(results)
     problems = []
     kinds = {(r.benchmark_name, r.division, r.platform) for r in first.values()}
     if len(kinds) > 1:
@@ -151,6 +155,18 @@ def _rcp_problems(logs: list[Path], name: str, benchmarks_dir: Path, required_ru
     return [f"{what} ({rcp_file.name}: {msg})"]
 
 
+def _rcp_said(results: list[CheckResult], benchmarks_dir: Path | None) -> str:
+    """For a set that passed: whether its convergence was compared with RCPs."""
+    from harness.mlperf.compliance.generate import BENCHMARKS_DIR
+
+    names = {r.benchmark_name for r in _first_logs(results).values()}
+    name = next(iter(names)) if len(names) == 1 else None
+    rcp_file = (benchmarks_dir or BENCHMARKS_DIR) / "rcp" / f"{name}.json"
+    if name and rcp_file.is_file():
+        return f"convergence within the reference convergence points ({rcp_file.name})"
+    return f"convergence speed not judged (no rcp/{name}.json)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m harness check",
@@ -177,5 +193,5 @@ def main(argv: list[str]) -> int:
         set_problems = check_set(results, args.benchmarks)
         print(f"SET FAIL {where}: {'; '.join(set_problems)}" if set_problems else
               f"SET PASS {where}: {len(runs)} runs, one benchmark and configuration, "
-              "distinct seeds")
+              f"distinct seeds, {_rcp_said(results, args.benchmarks)}")
     return 0 if results and all(r.ok for r in results) and not set_problems else 1

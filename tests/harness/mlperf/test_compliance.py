@@ -395,22 +395,39 @@ def _set_dirs(tmp_path: Path, runs: dict[str, dict]) -> Path:
 
 
 def test_set_checker_judges_a_submission_set(tmp_path: Path) -> None:
+    import shutil
+
+    from harness.mlperf.compliance.generate import BENCHMARKS_DIR
+
+    # The factory's runs reach tiny's target in a few epochs, far sooner than tiny's
+    # shipped RCPs allow: the set's structure is judged here against the definitions
+    # without them; the last lines show the shipped RCP file at work.
+    bench = tmp_path / "benchmarks"
+    shutil.copytree(BENCHMARKS_DIR, bench, ignore=shutil.ignore_patterns("rcp"))
+
+    def judged(d: Path) -> list[str]:
+        return check_set(check_paths([d], bench), bench)
+
     good = _set_dirs(tmp_path / "a", {f"r{k}": {"seed": k} for k in range(1, 6)})
-    assert check_set(check_paths([good])) == []
-    assert main(["--log", str(good)]) == 0
+    assert judged(good) == []
+    assert main(["--log", str(good), "--benchmarks", str(bench)]) == 0
     short = _set_dirs(tmp_path / "b", {f"r{k}": {"seed": k} for k in range(1, 5)})
-    assert check_set(check_paths([short])) == [
-        "tiny needs 5 runs per set (scoring.required_runs), found 4"]
+    assert judged(short) == ["tiny needs 5 runs per set (scoring.required_runs), found 4"]
     dup = _set_dirs(tmp_path / "c", {f"r{k}": {"seed": min(k, 4)} for k in range(1, 6)})
-    assert any("seed 4 is used by 2 runs" in p for p in check_set(check_paths([dup])))
+    assert any("seed 4 is used by 2 runs" in p for p in judged(dup))
     mixed_cfg = _set_dirs(tmp_path / "d", {**{f"r{k}": {"seed": k} for k in range(1, 5)},
                                            "r5": {"seed": 5, "overrides": ("optim.lr=0.0031",)}})
-    assert any("must share their configuration" in p and "r5" in p
-               for p in check_set(check_paths([mixed_cfg])))
+    assert any("must share their configuration" in p and "r5" in p for p in judged(mixed_cfg))
     mixed = _set_dirs(tmp_path / "e", {**{f"r{k}": {"seed": k} for k in range(1, 5)},
                                        "r5": {"seed": 5, "platform": "1xMLU370"}})
-    assert any("one benchmark, division and platform" in p for p in check_set(check_paths([mixed])))
-    assert main(["--log", str(short)]) == 1
+    assert any("one benchmark, division and platform" in p for p in judged(mixed))
+    assert main(["--log", str(short), "--benchmarks", str(bench)]) == 1
+    # With the shipped benchmarks/rcp/tiny.json the same well-formed set converges
+    # implausibly fast for tiny's recipe: a SET problem.
+    assert (BENCHMARKS_DIR / "rcp" / "tiny.json").is_file()
+    (problem,) = check_set(check_paths([good]))
+    assert problem.startswith("converges faster than the reference convergence points allow"), problem
+    assert main(["--log", str(good)]) == 1
 
 
 def test_closed_init_limit_is_30_minutes(valid: Records, tmp_path: Path) -> None:

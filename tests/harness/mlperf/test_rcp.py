@@ -61,7 +61,7 @@ def test_rcp_file_and_set_check(tmp_path):
     assert rcp.main(["check", "--set", str(tmp_path / "none"), "--rcp", str(path)]) == 2
 
 
-def test_set_checker_applies_the_benchmarks_rcps(tmp_path):
+def test_set_checker_applies_the_benchmarks_rcps(tmp_path, capsys):
     """`make check` of a set: with benchmarks/rcp/<name>.json present, a set that
     converges much faster than it is a SET problem; a set like it is not."""
     import shutil
@@ -77,9 +77,32 @@ def test_set_checker_applies_the_benchmarks_rcps(tmp_path):
     fast = [check_log(p) for p in _set(tmp_path / "fast", [2, 2, 3, 2, 2, 2, 3, 2, 2, 2])]
     assert all(r.ok for r in same + fast)
     assert check_set(fast, bench) == []  # no RCP file: nothing to compare with
+    from harness.mlperf.compliance.cli import main as check_main
+
+    assert check_main(["--log", str(tmp_path / "same"), "--benchmarks", str(bench)]) == 0
+    assert "convergence speed not judged (no rcp/mlcommons_v05.json)" in capsys.readouterr().out
     (bench / "rcp").mkdir()
     (bench / "rcp" / "mlcommons_v05.json").write_text(json.dumps(rcp.build_rcps(ref, "x")))
     assert check_set(same, bench) == []
+    assert check_main(["--log", str(tmp_path / "same"), "--benchmarks", str(bench)]) == 0
+    assert ("distinct seeds, convergence within the reference convergence points "
+            "(mlcommons_v05.json)") in capsys.readouterr().out.splitlines()[-1]
+    assert check_main(["--log", str(tmp_path / "fast"), "--benchmarks", str(bench)]) == 1
     problems = check_set(fast, bench)
     assert len(problems) == 1 and "converges faster than the reference convergence points" \
         in problems[0], problems
+
+
+def test_rcp_records_say_where_and_when_their_runs_ran(tmp_path):
+    runs = [_run(tmp_path / f"tiny-1xcpu-2026120{k + 1}T101010-s{k + 1}" / "mlperf.log", 5, seed=k + 1)
+            for k in range(2)]
+    desc = {"device": "cpu", "accelerator": "CPU", "cpu": {"model": "Some CPU"}, "cards": 1,
+            "threads_per_rank": 2, "software": {"torch": "2.1.2"}}
+    for log in runs:
+        (log.parent / "description.json").write_text(json.dumps(desc))
+    rec = rcp.build_rcps(runs, "tiny")["tiny_ref_8"]
+    assert rec["Platform"] == "1x Some CPU, 2 thread(s) per rank, torch 2.1.2"
+    assert rec["When"].startswith("runs of 2026-12-01, 2026-12-02")
+    # A copied log without its run directory: nothing is invented.
+    bare = rcp.build_rcps(_set(tmp_path / "bare", [5]), "tiny")["tiny_ref_8"]
+    assert bare["Platform"] == "" and bare["When"] == "produced by `python -m harness rcp`"
