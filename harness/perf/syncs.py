@@ -35,6 +35,7 @@ sides stay distinct objects, as they are on an accelerator (values unchanged).
 """
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 import weakref
@@ -170,6 +171,7 @@ class _Seen(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+@functools.lru_cache(maxsize=None)  # a property of the installed torch: probe once
 def _indexing_reaches_modes() -> bool:
     """Whether `t[mask]` / `t[mask] = v` reach a TorchFunctionMode on this torch.
 

@@ -73,10 +73,17 @@ def _runs(results: list[CheckResult]) -> dict[Path, list[CheckResult]]:
     return dict(runs)
 
 
-def _first_logs(results: list[CheckResult]) -> dict[Path, CheckResult]:
+def _first_logs(runs: dict[Path, list[CheckResult]]) -> dict[Path, CheckResult]:
     """Run directory -> the log that describes the run (mlperf.log; resumed attempts repeat it)."""
     return {d: sorted(logs, key=lambda r: r.path.name != "mlperf.log")[0]
-            for d, logs in _runs([r for r in results if r.path.is_file()]).items()}
+            for d, logs in runs.items()}
+
+
+def _rcp_file(name: str, benchmarks_dir: Path | None) -> Path:
+    """Where a benchmark's reference convergence points live: <benchmarks>/rcp/<name>.json."""
+    from harness.mlperf.compliance.generate import BENCHMARKS_DIR
+
+    return (benchmarks_dir or BENCHMARKS_DIR) / "rcp" / f"{name}.json"
 
 
 def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) -> list[str]:
@@ -96,7 +103,7 @@ def check_set(results: list[CheckResult], benchmarks_dir: Path | None = None) ->
     runs = _runs([r for r in results if r.path.is_file()])
     if not runs:
         return ["no runs to judge as a set"]
-    first = _first_logs(results)
+    first = _first_logs(runs)
     problems = []
     kinds = {(r.benchmark_name, r.division, r.platform) for r in first.values()}
     if len(kinds) > 1:
@@ -140,7 +147,7 @@ def _rcp_problems(logs: list[Path], name: str, benchmarks_dir: Path, required_ru
     one-sided test). Without an RCP file there is nothing to compare with, and
     nothing is said; a set that did not converge is reported by the engine too.
     """
-    rcp_file = benchmarks_dir / "rcp" / f"{name}.json"
+    rcp_file = _rcp_file(name, benchmarks_dir)
     if not rcp_file.is_file():
         return []
     from harness.mlperf.rcp import check_set as rcp_check_set
@@ -157,11 +164,10 @@ def _rcp_problems(logs: list[Path], name: str, benchmarks_dir: Path, required_ru
 
 def _rcp_said(results: list[CheckResult], benchmarks_dir: Path | None) -> str:
     """For a set that passed: whether its convergence was compared with RCPs."""
-    from harness.mlperf.compliance.generate import BENCHMARKS_DIR
-
-    names = {r.benchmark_name for r in _first_logs(results).values()}
+    first = _first_logs(_runs([r for r in results if r.path.is_file()]))
+    names = {r.benchmark_name for r in first.values()}
     name = next(iter(names)) if len(names) == 1 else None
-    rcp_file = (benchmarks_dir or BENCHMARKS_DIR) / "rcp" / f"{name}.json"
+    rcp_file = _rcp_file(str(name), benchmarks_dir)
     if name and rcp_file.is_file():
         return f"convergence within the reference convergence points ({rcp_file.name})"
     return f"convergence speed not judged (no rcp/{name}.json)"
