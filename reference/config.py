@@ -89,6 +89,22 @@ class AugmentConfig:
     noise_snr_db_min: float = 10.0
     noise_snr_db_max: float = 40.0
     noise_color_max: float = 2.0
+    # Voice augmentation (from waves_from_epoch, like the waveform changes), off by
+    # default. espeak voices differ by formant frequencies (a variant scales them
+    # by 0.6-1.5), formant levels and echo; a model trained on a few dozen voices
+    # learns those voices. Frequency warp (VTLP, Jaitly & Hinton 2013): each
+    # utterance's spectrum is stretched by a factor U(warp_min, warp_max), the
+    # Nyquist bin kept in place. EQ: a smooth random gain over frequency within
+    # +-eq_db dB. Echo: with probability echo_prob one delayed copy of the
+    # utterance, delay U(echo_delay_s_min, max) s, relative level U(echo_gain_min, max).
+    warp_min: float = 1.0
+    warp_max: float = 1.0
+    eq_db: float = 0.0
+    echo_prob: float = 0.0
+    echo_delay_s_min: float = 0.03
+    echo_delay_s_max: float = 0.16
+    echo_gain_min: float = 0.1
+    echo_gain_max: float = 0.6
 
     def validate(self, where: str) -> None:
         _check(0 < self.tempo_min <= self.tempo_max, where, "tempo_min",
@@ -106,6 +122,14 @@ class AugmentConfig:
                "must be <= noise_snr_db_max", self.noise_snr_db_min)
         _check(0 <= self.noise_color_max <= 3, where, "noise_color_max", "must be in [0, 3]",
                self.noise_color_max)
+        _check(0.5 <= self.warp_min <= self.warp_max <= 2, where, "warp_min",
+               "must satisfy 0.5 <= warp_min <= warp_max <= 2", self.warp_min)
+        _check(0 <= self.eq_db <= 24, where, "eq_db", "must be in [0, 24]", self.eq_db)
+        _check(0 <= self.echo_prob <= 1, where, "echo_prob", "must be in [0, 1]", self.echo_prob)
+        _check(0 < self.echo_delay_s_min <= self.echo_delay_s_max <= 1, where, "echo_delay_s_min",
+               "must satisfy 0 < echo_delay_s_min <= echo_delay_s_max <= 1", self.echo_delay_s_min)
+        _check(0 <= self.echo_gain_min <= self.echo_gain_max <= 1, where, "echo_gain_min",
+               "must satisfy 0 <= echo_gain_min <= echo_gain_max <= 1", self.echo_gain_min)
 
 
 @dataclass

@@ -69,7 +69,12 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
                                      "waves_from_epoch": a.waves_from_epoch,
                                      "noise_prob": a.noise_prob,
                                      "noise_snr_db": [a.noise_snr_db_min, a.noise_snr_db_max],
-                                     "noise_color_max": a.noise_color_max}
+                                     "noise_color_max": a.noise_color_max,
+                                     "warp": [a.warp_min, a.warp_max],
+                                     "eq_db": a.eq_db,
+                                     "echo_prob": a.echo_prob,
+                                     "echo_delay_s": [a.echo_delay_s_min, a.echo_delay_s_max],
+                                     "echo_gain": [a.echo_gain_min, a.echo_gain_max]}
                                     if a.enabled else None),
         "ds2_max_duration_s": d.max_duration_s,
         "ds2_sortagrad": d.sortagrad,

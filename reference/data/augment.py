@@ -15,7 +15,13 @@ workers or a resume point.
   all), and with probability `noise_prob` coloured Gaussian noise
   (power ~ 1/f^beta) over the whole padded signal at a random SNR, so that the
   added "silence" is not digital zero either. Noise comes from NumPy's seeded
-  generator: nothing is downloaded, nothing depends on the device.
+  generator: nothing is downloaded, nothing depends on the device. With
+  probability `echo_prob`, one delayed, attenuated copy of the utterance
+  (espeak voices such as `Marco` or `announcer` carry their own echo).
+* `spectral_params`: per-utterance frequency warp (VTLP) and a smooth random
+  EQ curve, applied to the magnitude spectrogram on the device in
+  `features.featurize`; computed here on the host as interpolation positions
+  and gains per frequency bin, so the device never waits for the host.
 """
 from __future__ import annotations
 
@@ -27,6 +33,9 @@ from reference.config import AugmentConfig
 
 _TEMPO_GAIN = 0xA06  # stream tags: each kind of draw has its own generator
 _WAVE = 0x51C
+_SPECTRAL = 0x5BE
+EQ_TERMS = 3  # cosines over frequency in the EQ curve: smooth, a few broad bands
+WARP_KNEE = 0.9  # VTLP: the warp is linear up to this share of Nyquist, then bends to keep it
 
 
 def augment_params(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int]
@@ -44,7 +53,58 @@ def augment_params(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int]
 
 
 def waves_enabled(cfg: AugmentConfig) -> bool:
-    return cfg.enabled and (cfg.silence_max_s > 0 or cfg.noise_prob > 0)
+    return cfg.enabled and (cfg.silence_max_s > 0 or cfg.noise_prob > 0 or cfg.echo_prob > 0)
+
+
+def spectral_enabled(cfg: AugmentConfig) -> bool:
+    return cfg.enabled and (cfg.warp_min != 1.0 or cfg.warp_max != 1.0 or cfg.eq_db > 0)
+
+
+def warp_positions(alpha: float, bins: int) -> np.ndarray:
+    """Source bin (float) of each output bin for a VTLP warp by `alpha`.
+
+    Frequencies f up to the knee f0 = WARP_KNEE * N * min(alpha, 1) / alpha map
+    to alpha * f; above it the map is linear so that Nyquist N stays N. The
+    output bin k samples the input at the inverse of that map.
+    """
+    n = float(bins - 1)
+    k = np.arange(bins, dtype=np.float64)
+    f0 = WARP_KNEE * n * min(alpha, 1.0) / alpha
+    low = k / alpha
+    high = n - (n - k) * (n - f0) / (n - alpha * f0)
+    return np.clip(np.where(k <= alpha * f0, low, high), 0.0, n)
+
+
+def eq_curve(coef: np.ndarray, bins: int) -> np.ndarray:
+    """Gain in dB per bin from (EQ_TERMS, 2) coefficients (amplitude in dB, phase)."""
+    x = np.arange(bins, dtype=np.float64) / max(bins - 1, 1)
+    terms = np.arange(1, coef.shape[0] + 1, dtype=np.float64)[:, None]
+    return (coef[:, :1] * np.cos(np.pi * terms * x + coef[:, 1:])).sum(axis=0)
+
+
+def spectral_params(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int], bins: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(lower source bin (B, F) int64, its interpolation weight (B, F), linear gain (B, F))
+    of each utterance's warp and EQ, or None when both are off.
+
+    The warp factor is U(warp_min, warp_max); the EQ curve is a sum of EQ_TERMS
+    cosines over frequency whose amplitudes sum to at most `eq_db` dB.
+    """
+    if not spectral_enabled(cfg):
+        return None
+    lo = np.empty((len(indices), bins), dtype=np.int64)
+    w = np.empty((len(indices), bins), dtype=np.float32)
+    gain = np.empty((len(indices), bins), dtype=np.float32)
+    for k, idx in enumerate(indices):
+        rng = np.random.default_rng([seed, epoch, int(idx), _SPECTRAL])
+        alpha = rng.uniform(cfg.warp_min, cfg.warp_max)
+        amp = rng.uniform(-1.0, 1.0, EQ_TERMS) * cfg.eq_db / EQ_TERMS
+        phase = rng.uniform(0.0, 2 * np.pi, EQ_TERMS)
+        pos = warp_positions(float(alpha), bins)
+        lo[k] = np.minimum(np.floor(pos).astype(np.int64), bins - 2)
+        w[k] = pos - lo[k]
+        gain[k] = 10.0 ** (eq_curve(np.stack([amp, phase], axis=1), bins) / 20.0)
+    return torch.from_numpy(lo), torch.from_numpy(w), torch.from_numpy(gain)
 
 
 def coloured_noise(rng: np.random.Generator, n: int, beta: float) -> np.ndarray:
@@ -78,8 +138,14 @@ def wave_params(cfg: AugmentConfig, seed: int, epoch: int, idx: int, sample_rate
     snr = rng.uniform(cfg.noise_snr_db_min, cfg.noise_snr_db_max)
     beta = rng.uniform(0.0, cfg.noise_color_max)
     noise_seed = int(rng.integers(0, 2**63 - 1))
+    # Drawn after the others: adding echo leaves the earlier draws as they were.
+    echoed = rng.uniform() < cfg.echo_prob
+    delay = rng.uniform(cfg.echo_delay_s_min, cfg.echo_delay_s_max)
+    echo_gain = rng.uniform(cfg.echo_gain_min, cfg.echo_gain_max)
     return {"lead": int(round(lead_s * sample_rate)), "trail": int(round(trail_s * sample_rate)),
-            "snr_db": float(snr) if noisy else None, "beta": float(beta), "noise_seed": noise_seed}
+            "snr_db": float(snr) if noisy else None, "beta": float(beta), "noise_seed": noise_seed,
+            "echo_delay": int(round(delay * sample_rate)) if echoed else 0,
+            "echo_gain": float(echo_gain)}
 
 
 def augment_waves(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int],
@@ -101,12 +167,17 @@ def augment_waves(cfg: AugmentConfig, seed: int, epoch: int, indices: list[int],
     for p, n in zip(params, lens):
         cut_l, cut_t = min(max(-p["lead"], 0), n // 4), min(max(-p["trail"], 0), n // 4)
         spans.append((cut_l, n - cut_l - cut_t, max(p["lead"], 0), max(p["trail"], 0)))
-    new_lens = [pad_l + kept + pad_t for _, kept, pad_l, pad_t in spans]
+    # An echo's tail extends the utterance by its delay (before the trailing silence).
+    new_lens = [pad_l + kept + p["echo_delay"] + pad_t
+                for p, (_, kept, pad_l, pad_t) in zip(params, spans)]
     out = np.zeros((len(lens), max(new_lens) if new_lens else 0), dtype=np.float32)
     for k, (p, (start, n, pad_l, _)) in enumerate(zip(params, spans)):
         speech = src[k, start:start + n].astype(np.float32)
         row = out[k, :new_lens[k]]
         row[pad_l:pad_l + n] = speech
+        if p["echo_delay"]:
+            d = p["echo_delay"]
+            row[pad_l + d:pad_l + d + n] += np.float32(p["echo_gain"]) * speech
         if p["snr_db"] is not None:
             power = float(np.mean(speech.astype(np.float64) ** 2)) if n else 0.0
             if power > 0:

@@ -105,12 +105,30 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.to(device, non_blocking=True)  # the tensor itself when already there
 
 
+def _warp_and_eq(mag: torch.Tensor, spectral: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+                 ) -> torch.Tensor:
+    """Frequency warp (linear interpolation between bins) and EQ gain of (B, F, T) magnitudes.
+
+    `spectral` = (lower source bin, weight, gain), each (B, F), from
+    `reference.data.augment.spectral_params`.
+    """
+    dev = mag.device
+    lo, w, gain = (to_device(t, dev) for t in spectral)
+    t = mag.shape[2]
+    idx = lo.unsqueeze(2).expand(-1, -1, t)
+    w = w.to(mag).unsqueeze(2)
+    warped = torch.gather(mag, 1, idx) * (1 - w) + torch.gather(mag, 1, idx + 1) * w
+    return warped * gain.to(mag).unsqueeze(2)
+
+
 def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
-              gain_db: torch.Tensor | None = None, tempo: torch.Tensor | None = None
+              gain_db: torch.Tensor | None = None, tempo: torch.Tensor | None = None,
+              spectral: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded waveforms (B, S) + sample counts (B,) → features (B, 1, F, T) and frames (B,).
 
-    `gain_db` and `tempo` (per utterance, or None) are the augmentation.
+    `gain_db`, `tempo` (per utterance, or None) and `spectral` (per utterance and
+    bin, see `_warp_and_eq`) are the augmentation.
     Padded frames are exactly zero. The features are computed on `wave`'s
     device; `lengths` and `tempo` should be host tensors: the frame counts
     and the padded length are then computed on the host (the same float32
@@ -137,6 +155,8 @@ def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
         mag = _time_stretch(mag, to_device(frames, dev), to_device(tempo, dev).to(mag),
                             to_device(stretched, dev), t_out)
         frames, t_max = stretched, t_out
+    if spectral is not None:
+        mag = _warp_and_eq(mag, spectral)
     frames_d = to_device(frames, dev)
     logm = torch.log1p(mag)
     mask = (torch.arange(t_max, device=dev).unsqueeze(0) < frames_d.unsqueeze(1)).unsqueeze(1)

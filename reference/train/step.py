@@ -32,10 +32,10 @@ from typing import Any, Callable, ContextManager, Iterable, Iterator
 import torch
 from torch import nn
 
-from reference.data.augment import augment_params, augment_waves
+from reference.data.augment import augment_params, augment_waves, spectral_params
 from reference.config import AugmentConfig, FeatureConfig
 from reference.data.loader import Batch
-from reference.data.features import featurize, frame_counts, num_frames, to_device
+from reference.data.features import featurize, frame_counts, num_bins, num_frames, to_device
 from reference.labels import min_ctc_frames
 from reference.model.loss import ctc_per_utterance, seed_loss
 from reference.model.deepspeech2 import min_input_frames
@@ -54,15 +54,17 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(features on `device`, frames per utterance on the host); no augmentation when
     `epoch` is None. `tempo_cap` holds each utterance's `max_tempo`."""
-    tempo = gain = None
+    tempo = gain = spectral = None
     wave, lengths = batch.wave, batch.lengths
     if epoch is not None:
         tempo, gain = augment_params(aug, seed, epoch, batch.indices)
-        # Edge silence and noise, on the host (the same tensors when off).
+        # Edge silence, noise and echo on the host (the same tensors when off); the
+        # warp and EQ positions and gains, also from the host, apply on the device.
         new_lengths = lengths
         if epoch >= aug.waves_from_epoch:
             wave, new_lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
                                               feat.sample_rate)
+            spectral = spectral_params(aug, seed, epoch, batch.indices, num_bins(feat))
         if tempo is not None and tempo_cap is not None:
             # The cap holds for the original length; added silence only adds frames
             # (the cap stays), a cut edge removes some: the cap is frames / the
@@ -78,7 +80,7 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
     wave = batch.on_device("wave", device) if wave is batch.wave else to_device(wave, device)
     with torch.no_grad():
         # lengths, gain and tempo stay host tensors: featurize copies what it needs.
-        feats, _ = featurize(wave, lengths, feat, gain, tempo)
+        feats, _ = featurize(wave, lengths, feat, gain, tempo, spectral)
     return feats, frames
 
 

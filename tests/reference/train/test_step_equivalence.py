@@ -203,3 +203,26 @@ def test_waves_start_at_their_epoch(mini_corpus):
     a, fa = device_features(batch, FEAT, clean, 1, 3, None, cpu)
     b, fb = device_features(batch, FEAT, waves, 1, 3, None, cpu)
     assert (fb > fa).any()  # added silence: more frames
+
+
+@pytest.mark.parametrize("voice", [dict(warp_min=0.9, warp_max=1.1), dict(eq_db=6.0),
+                                   dict(echo_prob=1.0)])
+def test_voice_augmentation_starts_at_its_epoch_and_is_deterministic(mini_corpus, voice):
+    """Warp, EQ and echo follow `waves_from_epoch` too, and repeat for the same draw."""
+    from reference.train.step import device_features
+
+    batch = _batches(mini_corpus, n=1, size=3)[0]
+    cpu = torch.device("cpu")
+    clean = AugmentConfig()
+    aug = AugmentConfig(waves_from_epoch=2, **voice)
+    a, fa = device_features(batch, FEAT, clean, 1, 1, None, cpu)
+    b, fb = device_features(batch, FEAT, aug, 1, 1, None, cpu)
+    assert torch.equal(fa, fb) and torch.equal(a, b)
+    a, fa = device_features(batch, FEAT, clean, 1, 2, None, cpu)
+    b, fb = device_features(batch, FEAT, aug, 1, 2, None, cpu)
+    c, fc = device_features(batch, FEAT, aug, 1, 2, None, cpu)
+    assert torch.equal(b, c) and torch.equal(fb, fc)
+    if "echo_prob" in voice:
+        assert (fb > fa).all()  # the echo's tail adds frames
+    else:
+        assert torch.equal(fa, fb) and (a - b).abs().max() > 0.05  # same frames, other spectrum
