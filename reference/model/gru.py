@@ -93,9 +93,14 @@ class _GRUFunction(torch.autograd.Function):
         gi = torch.baddbmm(b_ih.unsqueeze(1), x.reshape(dirs, t_len * batch, -1),
                            w_ih.transpose(1, 2))
         gi = gi.view(dirs, t_len, batch, 3 * h_size).transpose(0, 1).contiguous()
+        # b_hr and b_hz only ever add to the input part: fold them in once, so the
+        # step's product needs no bias (a broadcast bias is copied per call);
+        # b_hn stays apart, as r multiplies W_hn·h + b_hn.
+        gi[..., :2 * h_size] += b_hh[:, :2 * h_size].unsqueeze(1)
+        b_hn = b_hh[:, 2 * h_size:].unsqueeze(1)  # (D, 1, H)
         onednn = _onednn_ok(x, h_size)
         ctx.onednn = onednn
-        recur = _Recurrence(w_hh, b_hh, onednn)     # h → W_hh·h + b_hh
+        recur = _Recurrence(w_hh, None, onednn)     # h → W_hh·h
         hs = x.new_empty(t_len + 1, dirs, batch, h_size)  # hs[t] = state before step t
         hs[0].zero_()
         rz = x.new_empty(t_len, dirs, batch, 2 * h_size)  # sigmoid gates r, z
@@ -104,10 +109,10 @@ class _GRUFunction(torch.autograd.Function):
         h = hs[0]
         for t in range(t_len):
             gh = recur(h)
-            torch.sigmoid(gi[t, ..., :2 * h_size] + gh[..., :2 * h_size], out=rz[t])
+            torch.add(gi[t, ..., :2 * h_size], gh[..., :2 * h_size], out=rz[t]).sigmoid_()
             r, z = rz[t, ..., :h_size], rz[t, ..., h_size:]
-            ghn[t] = gh[..., 2 * h_size:]
-            n = torch.tanh(torch.addcmul(gi[t, ..., 2 * h_size:], r, ghn[t]), out=ns[t])
+            torch.add(gh[..., 2 * h_size:], b_hn, out=ghn[t])
+            n = torch.addcmul(gi[t, ..., 2 * h_size:], r, ghn[t], out=ns[t]).tanh_()
             h = torch.addcmul(n, z, h - n, out=hs[t + 1])  # (1 − z)·n + z·h
         ctx.save_for_backward(x, w_ih, w_hh, hs, rz, ns, ghn)
         return hs[1:]
