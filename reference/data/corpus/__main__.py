@@ -1,7 +1,9 @@
-"""Command line: ``python -m reference.data.corpus {build,verify} --out DIR``.
+"""Command line: ``python -m reference.data.corpus {build,verify,probe} --out DIR``.
 
 build   synthesise (or keep an already complete) corpus and verify it
 verify  decode every FLAC file and compare with the committed checksums
+probe   synthesise a probe set that differs from training in one way
+        (``--kind shapes|voices|both``, see reference/data/corpus/probe.py)
 Exit status 0 on success, 1 with a one-line message on any failure.
 """
 from __future__ import annotations
@@ -31,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="verify an existing corpus against the checksums")
     v.add_argument("--out", type=Path, default=Path("data/embedded"))
     v.add_argument("--workers", type=int, default=2)
+    pr = sub.add_parser("probe", help="a probe set: unseen shapes, unseen voices, or both")
+    pr.add_argument("--kind", required=True, choices=("shapes", "voices", "both"))
+    pr.add_argument("--count", type=int, default=400)
+    pr.add_argument("--out", type=Path, default=Path("data/probe"))
     return ap
 
 
@@ -38,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .layout import CorpusError
     try:
+        if args.command == "probe":
+            from .probe import build_probe
+            print(build_probe(args.kind, args.count, args.out))
+            return 0
         if args.command == "verify" or args.verify_only:
             from .verify import verify_corpus
             verify_corpus(args.out, workers=args.workers)
