@@ -73,18 +73,14 @@ def test_different_epochs_or_seeds_differ(a, b):
 
 # ------------------------------------------------ waveform: edge silence, noise
 from reference.data.augment import augment_waves, coloured_noise, wave_params  # noqa: E402
+from tests.reference.data.waves import noise_batch  # noqa: E402
 
 SR = 16000
 WAVE_CFG = AugmentConfig(silence_max_s=0.5, noise_prob=1.0, noise_snr_db_min=5.0,
                          noise_snr_db_max=30.0)
 
 
-def _batch(lengths, seed=0):
-    rng = np.random.default_rng(seed)
-    wave = torch.zeros(len(lengths), max(lengths))
-    for k, n in enumerate(lengths):
-        wave[k, :n] = torch.from_numpy(rng.uniform(-0.5, 0.5, n).astype(np.float32))
-    return wave, torch.tensor(lengths)
+_batch = noise_batch
 
 
 def test_waves_unchanged_when_off():

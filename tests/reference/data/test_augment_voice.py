@@ -11,18 +11,14 @@ from reference.config import AugmentConfig, ConfigError, FeatureConfig, load_con
 from reference.data.augment import (augment_waves, eq_curve, spectral_params, wave_params,
                                     warp_positions)
 from reference.data.features import featurize, num_bins
+from tests.reference.data.waves import noise_batch  # noqa: E402
 
 SR = 16000
 BINS = 161
 VOICE = AugmentConfig(warp_min=0.85, warp_max=1.15, eq_db=6.0)
 
 
-def _batch(lengths, seed=0):
-    rng = np.random.default_rng(seed)
-    wave = torch.zeros(len(lengths), max(lengths))
-    for k, n in enumerate(lengths):
-        wave[k, :n] = torch.from_numpy(rng.uniform(-0.5, 0.5, n).astype(np.float32))
-    return wave, torch.tensor(lengths)
+_batch = noise_batch
 
 
 def test_echo_is_one_delayed_scaled_copy_within_bounds():
