@@ -91,11 +91,11 @@ def trim_silence(pcm: np.ndarray, rate: int = SAMPLE_RATE, lead_s: float = PAD_S
     return out
 
 
-def synth_utterance(split: str, index: int, lib_path: Path | None = None) -> dict:
-    """Transcript, 16 kHz samples and parameters of utterance ``index`` of ``split``."""
+def synth_first_fit(draw, name: str, lib_path: Path | None = None) -> dict:
+    """Synthesise ``draw(attempt)`` = (text, voice parameters) for attempt 0, 1, ... until
+    the speech (its usual edges counted) lasts 1-4 s; CorpusError naming ``name`` if none does."""
     for attempt in range(MAX_ATTEMPTS):
-        text = sentence(split, index, attempt)
-        p = voice_params(split, index, attempt)
+        text, p = draw(attempt)
         raw, rate = espeak.synthesize(text, p.voice, p.rate, p.pitch, p.word_gap,
                                       p.pitch_range, p.volume, p.noise_seed, lib_path=lib_path)
         pcm = trim_silence(to_16k(raw, rate, p.peak), SAMPLE_RATE, p.lead_s, p.trail_s)
@@ -104,7 +104,14 @@ def synth_utterance(split: str, index: int, lib_path: Path | None = None) -> dic
         core = 0.0 if pcm is None else len(pcm) / SAMPLE_RATE - p.lead_s - p.trail_s + 2 * PAD_S
         if pcm is not None and MIN_DURATION_S <= core <= MAX_DURATION_S:
             return {"text": text, "pcm": pcm, "params": p, "attempt": attempt}
-    raise CorpusError(f"{utterance_id(split, index)}: no 1-4 s utterance in {MAX_ATTEMPTS} attempts")
+    raise CorpusError(f"{name}: no 1-4 s utterance in {MAX_ATTEMPTS} attempts")
+
+
+def synth_utterance(split: str, index: int, lib_path: Path | None = None) -> dict:
+    """Transcript, 16 kHz samples and parameters of utterance ``index`` of ``split``."""
+    return synth_first_fit(lambda attempt: (sentence(split, index, attempt),
+                                            voice_params(split, index, attempt)),
+                           utterance_id(split, index), lib_path)
 
 
 def _init_worker(lib_path: Path, out_dir: Path) -> None:

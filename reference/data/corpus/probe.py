@@ -28,14 +28,13 @@ from pathlib import Path
 import soundfile
 
 from . import espeak
-from .build import MAX_DURATION_S, MIN_DURATION_S, PAD_S, to_16k, trim_silence
+from .build import MAX_ATTEMPTS, synth_first_fit
 from .layout import SAMPLE_RATE, CorpusError, atomic_write_text
 from .text import sentence
 from .voices import voice_params
 
 KINDS = ("shapes", "voices", "both")
 OFFSET = 100_000  # first index drawn: past any split's own utterances
-MAX_ATTEMPTS = 20
 
 
 def _draw(kind: str, k: int, attempt: int) -> tuple[str, object]:
@@ -61,17 +60,9 @@ def build_probe(kind: str, count: int, out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="ds2bench-espeak-") as tmp:
         lib = espeak.private_library_copy(Path(tmp))
         for k in range(count):
-            for attempt in range(MAX_ATTEMPTS):
-                text, p = _draw(kind, k, attempt)
-                raw, rate = espeak.synthesize(text, p.voice, p.rate, p.pitch, p.word_gap,
-                                              p.pitch_range, p.volume, p.noise_seed, lib_path=lib)
-                pcm = trim_silence(to_16k(raw, rate, p.peak), SAMPLE_RATE, p.lead_s, p.trail_s)
-                # The corpus's 1-4 s bound on the speech, edges apart (as in build.py).
-                core = 0.0 if pcm is None else len(pcm) / SAMPLE_RATE - p.lead_s - p.trail_s + 2 * PAD_S
-                if pcm is not None and MIN_DURATION_S <= core <= MAX_DURATION_S:
-                    break
-            else:
-                raise CorpusError(f"probe {kind} {k}: no 1-4 s utterance in {MAX_ATTEMPTS} attempts")
+            utt = synth_first_fit(lambda attempt, k=k: _draw(kind, k, attempt),
+                                  f"probe {kind} {k}", lib)
+            text, pcm, p = utt["text"], utt["pcm"], utt["params"]
             uid = f"probe-{kind}-{k + 1:06d}"
             rel = f"audio/probe-{kind}/{uid}.flac"
             soundfile.write(out_dir / rel, pcm, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
