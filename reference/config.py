@@ -211,6 +211,9 @@ class TrainConfig:
     fp32_precision: Literal["ieee", "tf32"] = "ieee"
     # Evaluate every this many training samples (0: at the end of every epoch only).
     eval_every_samples: int = 0
+    # Evaluate an exponential moving average of the weights with this decay
+    # (reference/train/ema.py); 0: evaluate the live weights.
+    ema_decay: float = 0.0
 
     def validate(self, where: str) -> None:
         _check(self.batch_per_card >= 1, where, "batch_per_card", "must be >= 1", self.batch_per_card)
@@ -231,6 +234,7 @@ class TrainConfig:
         _check(self.threads >= 0, where, "threads", "must be >= 0", self.threads)
         _check(self.eval_every_samples >= 0, where, "eval_every_samples", "must be >= 0",
                self.eval_every_samples)
+        _check(0 <= self.ema_decay < 1, where, "ema_decay", "must be in [0, 1)", self.ema_decay)
 
 
 @dataclass

@@ -78,6 +78,8 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
                                     if a.enabled else None),
         "ds2_max_duration_s": d.max_duration_s,
         "ds2_sortagrad": d.sortagrad,
+        # MLPerf RNN-T's key: evaluation scores an EMA of the weights (0: the live ones).
+        "model_eval_ema_factor": t.ema_decay,
     })
     return v
 

@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from reference.train.checkpoint import load_checkpoint
+from reference.train.ema import load_average_into
 from reference.config import config_from_dict
 from reference.data.loader import BatchLoader, UtteranceSet
 from reference.device import pick_device
@@ -43,6 +44,8 @@ def evaluate_checkpoint(checkpoint: Path, manifest: Path, device: str = "auto",
                          verified=False)  # an offline tool: decodes the files itself
     tr.model = DeepSpeech2(cfg.model, cfg.features).to(dist.device)
     tr.model.load_state_dict(state["model"])
+    if state.get("ema"):  # the run scored its weight average: score the same weights
+        load_average_into(tr.model, state["ema"])
     tr.ddp = tr.model
     apply_fp32_precision(cfg.train.fp32_precision)  # evaluate as the run trained
     tr.amp = plan_amp(cfg.train.amp, cfg.model, cfg.features, dist.device)

@@ -31,6 +31,7 @@ from torch import nn
 from reference.train import checkpoint as ckpt
 from reference.train import comm
 from reference.train import precision
+from reference.train.ema import WeightAverage
 from reference.config import BenchmarkConfig, dump_config
 from reference.data.loader import Batch, BatchLoader, UtteranceSet
 from reference.model.decoder import greedy_decode
@@ -115,6 +116,7 @@ class Trainer:
         self._timed = [0, 0.0]
         self._t0 = time.perf_counter()  # fit()'s start, for the evaluations' elapsed(s)
         self._progress: EpochProgress | None = None
+        self.ema: WeightAverage | None = None  # set up in setup() when train.ema_decay > 0
 
     # ------------------------------------------------------------------ data
     def prepare_data(self) -> dict[str, Any]:
@@ -155,6 +157,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optim, self.model.parameters(),
                                          self.batches.global_batch)
         use_device_step_counts(self.optimizer, dev)  # before any state is loaded
+        self.ema = WeightAverage(self.model, cfg.train.ema_decay) if cfg.train.ema_decay else None
         # Highest tempo per utterance that keeps its CTC target feasible.
         self.max_tempo = {i: max_tempo(int(round(dur * cfg.features.sample_rate)),
                                        self.train.targets[i], cfg.features)
@@ -201,6 +204,7 @@ class Trainer:
             "global_step": self.global_step,
             "rng": ckpt.rng_state(self.dist.device),
             "grad_scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "result": asdict(self.result),
         }
 
@@ -229,6 +233,11 @@ class Trainer:
         ckpt.set_rng_state(state["rng"], self.dist.device)
         if self.amp.scaler is not None and state.get("grad_scaler"):
             self.amp.scaler.load_state_dict(state["grad_scaler"])
+        if self.ema is not None:
+            if not state.get("ema"):
+                raise ValueError(f"{path}: train.ema_decay is set but the checkpoint has no "
+                                 "weight average to continue")
+            self.ema.load_state_dict(state["ema"])
         self.result = RunResult(**state["result"])
         self.global_step = state["global_step"]
         epoch, step = state["epoch"], state["step_in_epoch"]
@@ -359,6 +368,8 @@ class Trainer:
             if out.seed is not None and cfg.train.loss != "ctc_nll":
                 sum_seed += torch.where(out.ok, out.seed.detach().to(torch.float64), zero)
             self.global_step += 1
+            if self.ema is not None:
+                self.ema.update()
             if t_timed is not None:
                 timed_steps += 1
             steps_done = k + 1
@@ -461,6 +472,13 @@ class Trainer:
                 tdist.broadcast(buf, src=0)
 
     def evaluate(self) -> dict[str, Any]:
+        """Greedy-decode the eval split (with the weight average when configured)."""
+        if self.ema is None:  # also in `harness eval`, which loads the average itself
+            return self._evaluate()
+        with self.ema.swapped():
+            return self._evaluate()
+
+    def _evaluate(self) -> dict[str, Any]:
         """Greedy-decode the eval split; metrics identical for any rank count."""
         self.ddp.eval()
         self._sync_buffers()

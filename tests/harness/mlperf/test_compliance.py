@@ -199,6 +199,7 @@ CLOSED_DEVIATIONS = {
     "ds2_augmentation_params": ({"tempo": [1.0, 1.0], "gain_db": [0.0, 0.0]},
                                 "{'tempo': [0.85, 1.15], 'gain_db': [-6.0, 8.0]"),
     "ds2_sortagrad": (False, "True"),
+    "model_eval_ema_factor": (0.99, "0.0"),
     "ds2_features": ({"sample_rate": 8000, "window_ms": 20.0, "hop_ms": 10.0, "window": "hamming"},
                      "{'sample_rate': 16000"),
 }
