@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 2  # v2: more voices (Klatt), shapes, unseen-only shapes/accent/edges
+VERSION = 3  # v2: more voices (Klatt), shapes, unseen-only shapes/accent/edges; v3: free-word training sentences
 SPLITS: dict[str, int] = {"train": 3000, "dev": 200, "unseen": 200}
 SAMPLE_RATE = 16_000
 MIN_DURATION_S, MAX_DURATION_S = 1.0, 4.0
 STAMP_NAME = ".complete"
 CHECKSUMS_PATH = Path(__file__).with_name("checksums.sha256")
-CHECKSUMS_HEADER = ("# ds2bench embedded corpus v2: sha256(id NUL text NUL int16-LE PCM) "
+CHECKSUMS_HEADER = ("# ds2bench embedded corpus v3: sha256(id NUL text NUL int16-LE PCM) "
                     "per utterance; written by `python -m reference.data.corpus build --write-checksums`")
 MANIFEST_KEYS = ("id", "audio", "text", "duration")
 

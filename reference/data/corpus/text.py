@@ -15,6 +15,12 @@ utterance k never depends on any other utterance.
 * Train vocabulary covers every word: train sentence ``i < len(vocabulary())``
  is forced to contain ``vocabulary()[i]`` (for every attempt), so every dev or
  unseen word occurs in a full training set.
+* v3: half of the other training sentences (``FREE_SHARE``, decided per index)
+ are free word sequences, 3-10 words drawn uniformly from the vocabulary, so
+ that no sentence shape predicts the next word. A model trained on the
+ templates alone learnt them as a language model: sentence shapes it never saw
+ were the largest part of its unseen error (docs/TINY.md). Dev and unseen
+ sentences are those of v2.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ import re
 SEED = "ds2bench-corpus-v2"
 MIN_WORDS, MAX_WORDS = 3, 10
 OPTIONAL_SKIP = 0.65   # probability that an optional slot is left out
+FREE_SHARE = 0.5       # v3: share of (unforced) training sentences that are free word sequences
 ALLOWED = re.compile(r"^[A-Z']+( [A-Z']+)*$")
 SPLIT_BUCKETS = {"dev": (0,), "unseen": (1,), "train": tuple(range(2, 10))}
 
@@ -226,14 +233,27 @@ def forced_word(split: str, index: int) -> str | None:
     return vocab[index] if split == "train" and index < len(vocab) else None
 
 
+def is_free(index: int) -> bool:
+    """Whether training sentence ``index`` (if not forced) is a free word sequence.
+
+    Drawn from its own stream (not the text's), per index: every retry of that
+    utterance stays free or templated.
+    """
+    return random.Random(f"{SEED}/shape/{index}").random() < FREE_SHARE
+
+
 def sentence(split: str, index: int, attempt: int = 0) -> str:
     """The transcript of utterance ``index`` of ``split`` at retry ``attempt``."""
     if split not in SPLIT_BUCKETS:
         raise ValueError(f"unknown split {split!r}")
     rng = random.Random(f"{SEED}/text/{split}/{index}/{attempt}")
     forced = forced_word(split, index)
+    free = split == "train" and forced is None and is_free(index)
     for _ in range(10_000):
-        text = _generate(rng, forced, unseen=split == "unseen")
+        if free:
+            text = " ".join(rng.choice(vocabulary()) for _ in range(rng.randint(MIN_WORDS, MAX_WORDS)))
+        else:
+            text = _generate(rng, forced, unseen=split == "unseen")
         if MIN_WORDS <= len(text.split()) <= MAX_WORDS and bucket(text) in SPLIT_BUCKETS[split]:
             return text
     raise RuntimeError(f"no sentence found for {split}/{index}/{attempt}")  # pragma: no cover

@@ -66,8 +66,33 @@ def test_unseen_shapes_are_new_but_use_training_words() -> None:
     # of the 200 cover shapes that no train template starts with (e.g. DID, WILL).
     starts = {text.sentence("unseen", i).split()[0] for i in range(SPLITS["unseen"])}
     assert {"DID", "WILL"} <= starts
-    train_starts = {text.sentence("train", i).split()[0] for i in range(SPLITS["train"])}
+    # Templated training sentences never take an unseen shape (free ones may start anyhow).
+    templated = [i for i in range(SPLITS["train"])
+                 if text.forced_word("train", i) is not None or not text.is_free(i)]
+    train_starts = {text.sentence("train", i).split()[0] for i in templated}
     assert not {"DID", "WILL"} & train_starts
+
+
+def test_free_sentences_share_words_and_no_shape(monkeypatch) -> None:
+    # v3: about FREE_SHARE of the unforced training sentences are free word
+    # sequences over the training vocabulary; forced ones stay templated.
+    vocab = set(text.vocabulary())
+    unforced = [i for i in range(SPLITS["train"]) if text.forced_word("train", i) is None]
+    free = [i for i in unforced if text.is_free(i)]
+    assert abs(len(free) / len(unforced) - text.FREE_SHARE) < 0.05
+    sents = [text.sentence("train", i) for i in free[:300]]
+    for s_ in sents:
+        text.check_text(s_)
+        assert set(s_.split()) <= vocab
+    # Free sequences start with any word, including the unseen shapes' first words.
+    assert len({s_.split()[0] for s_ in sents}) > 100
+    # Only training sentences can be free: with every index free, dev, unseen and
+    # the forced training sentences are what they were.
+    before = {(sp, i): text.sentence(sp, i) for sp in ("dev", "unseen") for i in range(20)}
+    forced_before = text.sentence("train", 0)
+    monkeypatch.setattr(text, "FREE_SHARE", 1.0)
+    assert {(sp, i): text.sentence(sp, i) for sp, i in before} == before
+    assert text.forced_word("train", 0) is not None and text.sentence("train", 0) == forced_before
 
 
 def test_voices() -> None:
