@@ -35,8 +35,13 @@ class ModelConfig:
     # Channels of both front-end convolutions; the reference has 32. Fewer make a
     # small open-division model cheaper (the convolutions dominate its FLOPs).
     conv_channels: int = 32
+    # Frequency extent of the two convolution kernels (the reference's 41 and 21
+    # span a 161-bin linear spectrogram; a 64-band mel input needs smaller ones).
+    conv_freq_kernels: tuple[int, int] = (41, 21)
 
     def validate(self, where: str) -> None:
+        _check(all(k >= 1 for k in self.conv_freq_kernels), where, "conv_freq_kernels",
+               "must be >= 1", self.conv_freq_kernels)
         _check(self.hidden >= 1, where, "hidden", "must be >= 1", self.hidden)
         _check(self.conv_channels >= 1, where, "conv_channels", "must be >= 1",
                self.conv_channels)
@@ -55,9 +60,14 @@ class FeatureConfig:
     # whose mean log-magnitude is at least ACTIVE_FRAME_RATIO of the loudest
     # frame's, so added or removed silence leaves the speech features unchanged.
     normalize: Literal["utterance", "active"] = "utterance"
+    # 0: the reference's linear-frequency spectrogram (n_fft/2 + 1 bins). N > 0:
+    # N triangular mel-scale bands over 0 .. sample_rate/2 instead
+    # (reference/data/features.py `mel_filterbank`).
+    mel_bins: int = 0
 
     def validate(self, where: str) -> None:
         _check(self.sample_rate > 0, where, "sample_rate", "must be > 0", self.sample_rate)
+        _check(self.mel_bins >= 0, where, "mel_bins", "must be >= 0", self.mel_bins)
         _check(self.window_ms > 0, where, "window_ms", "must be > 0", self.window_ms)
         _check(0 < self.hop_ms <= self.window_ms, where, "hop_ms",
                "must be in (0, window_ms]", self.hop_ms)
@@ -298,6 +308,7 @@ class BenchmarkConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["optim"]["betas"] = list(self.optim.betas)
+        d["model"]["conv_freq_kernels"] = list(self.model.conv_freq_kernels)
         return d
 
 

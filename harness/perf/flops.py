@@ -64,23 +64,26 @@ class ModelShape:
     hidden: int = 2560
     layers: int = 3
     bidirectional: bool = False
-    bins: int = 161  # 16 kHz, 20 ms window → n_fft 320 → 161 bins
+    bins: int = 161  # 16 kHz, 20 ms window → n_fft 320 → 161 bins (or the mel bands)
     conv_channels: int = CONV_CHANNELS
+    freq_kernels: tuple[int, int] = (CONV1["kernel"][0], CONV2["kernel"][0])
 
     @classmethod
     def of(cls, model_cfg, bins: int = 161) -> "ModelShape":
-        """From a `ModelConfig`-like object (rnn_type, hidden, layers, bidirectional, conv_channels)."""
+        """From a `ModelConfig`-like object (rnn_type, hidden, layers, bidirectional,
+        conv_channels, conv_freq_kernels)."""
         return cls(model_cfg.rnn_type, model_cfg.hidden, model_cfg.layers,
                    bool(model_cfg.bidirectional), bins,
-                   int(getattr(model_cfg, "conv_channels", CONV_CHANNELS)))
+                   int(getattr(model_cfg, "conv_channels", CONV_CHANNELS)),
+                   tuple(getattr(model_cfg, "conv_freq_kernels", cls.freq_kernels)))
 
     @property
     def conv1_bins(self) -> int:
-        return conv_out(self.bins, CONV1["kernel"][0], CONV1["stride"][0])
+        return conv_out(self.bins, self.freq_kernels[0], CONV1["stride"][0])
 
     @property
     def conv2_bins(self) -> int:
-        return conv_out(self.conv1_bins, CONV2["kernel"][0], CONV2["stride"][0])
+        return conv_out(self.conv1_bins, self.freq_kernels[1], CONV2["stride"][0])
 
     @property
     def rnn_input(self) -> int:
@@ -118,8 +121,7 @@ def utterance_flops(frames: int, shape: ModelShape) -> Flops:
     """Forward FLOPs of one utterance of `frames` feature frames."""
     t1 = conv_out(frames, CONV1["kernel"][1], CONV1["stride"][1])
     t2 = conv_out(t1, CONV2["kernel"][1], CONV2["stride"][1])
-    kh1, kw1 = CONV1["kernel"]
-    kh2, kw2 = CONV2["kernel"]
+    (kh1, kh2), kw1, kw2 = shape.freq_kernels, CONV1["kernel"][1], CONV2["kernel"][1]
     ch = shape.conv_channels
     c1 = conv_flops(1, ch, kh1, kw1, shape.conv1_bins, t1)
     c2 = conv_flops(ch, ch, kh2, kw2, shape.conv2_bins, t2)
@@ -138,8 +140,7 @@ def batch_training_flops(frames: list[int], shape: ModelShape, exact: bool = Tru
 
 def parameters(shape: ModelShape) -> int:
     """Weights of the dense layers (for cross-checks; BN and biases excluded)."""
-    kh1, kw1 = CONV1["kernel"]
-    kh2, kw2 = CONV2["kernel"]
+    (kh1, kh2), kw1, kw2 = shape.freq_kernels, CONV1["kernel"][1], CONV2["kernel"][1]
     ch = shape.conv_channels
     n = ch * kh1 * kw1 + ch * ch * kh2 * kw2
     gates = GATES[shape.rnn_type]

@@ -111,7 +111,7 @@ def model_gemm_shapes(model_cfg: Any, bins: int, batch: int, frames: int
     t2 = conv_out(t1, CONV2["kernel"][1], CONV2["stride"][1])
     g, h, rows = GATES[shape.rnn_type], shape.hidden, max(1, t2 * batch)
     ch = shape.conv_channels
-    kh, kw = CONV2["kernel"]
+    kh, kw = shape.freq_kernels[1], CONV2["kernel"][1]
     tag = f"{shape.rnn_type}{h}"
     return [(f"{tag} input projection", rows, shape.rnn_input, g * h),
             (f"{tag} recurrent b{batch}", batch, h, g * h),

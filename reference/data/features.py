@@ -33,8 +33,50 @@ def stft_params(cfg: FeatureConfig) -> tuple[int, int]:
     return n_fft, hop
 
 
-def num_bins(cfg: FeatureConfig) -> int:
+def stft_bins(cfg: FeatureConfig) -> int:
+    """Frequency bins of the STFT (what warp and EQ act on)."""
     return stft_params(cfg)[0] // 2 + 1
+
+
+def num_bins(cfg: FeatureConfig) -> int:
+    """Feature bins per frame (the model's input): the mel bands when configured."""
+    return cfg.mel_bins or stft_bins(cfg)
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)  # the HTK mel scale
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """(mel_bins, n_fft/2 + 1) triangular bands, equally spaced in mel over 0 .. Nyquist.
+
+    Band k rises linearly from edge k to a peak of 1 at edge k+1 and falls to 0
+    at edge k+2 (edges: mel_bins + 2 points). Every band covers at least one
+    STFT bin, so no feature is constantly zero.
+    """
+    n_fft = stft_params(cfg)[0]
+    freqs = np.arange(n_fft // 2 + 1) * cfg.sample_rate / n_fft
+    mel_max = _hz_to_mel(np.array(cfg.sample_rate / 2.0))
+    edges = 700.0 * (10 ** (np.linspace(0.0, mel_max, cfg.mel_bins + 2) / 2595.0) - 1.0)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rise = (freqs[None, :] - lo) / np.maximum(mid - lo, 1e-9)
+    fall = (hi - freqs[None, :]) / np.maximum(hi - mid, 1e-9)
+    fb = np.clip(np.minimum(rise, fall), 0.0, None)
+    empty = fb.sum(axis=1) == 0
+    if empty.any():  # narrower than a bin: take the nearest bin
+        for k in np.flatnonzero(empty):
+            fb[k, int(np.argmin(np.abs(freqs - mid[k, 0])))] = 1.0
+    return fb.astype(np.float32)
+
+
+_FB_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _filterbank(cfg: FeatureConfig, device: torch.device) -> torch.Tensor:
+    key = (cfg.sample_rate, cfg.window_ms, cfg.mel_bins, str(device))
+    if key not in _FB_CACHE:
+        _FB_CACHE[key] = torch.from_numpy(mel_filterbank(cfg)).to(device)
+    return _FB_CACHE[key]
 
 
 def num_frames(samples: torch.Tensor | int, cfg: FeatureConfig) -> torch.Tensor | int:
@@ -157,6 +199,8 @@ def featurize(wave: torch.Tensor, lengths: torch.Tensor, cfg: FeatureConfig,
         frames, t_max = stretched, t_out
     if spectral is not None:
         mag = _warp_and_eq(mag, spectral)
+    if cfg.mel_bins:
+        mag = torch.matmul(_filterbank(cfg, dev), mag)  # (M, F) x (B, F, T) -> (B, M, T)
     frames_d = to_device(frames, dev)
     logm = torch.log1p(mag)
     mask = (torch.arange(t_max, device=dev).unsqueeze(0) < frames_d.unsqueeze(1)).unsqueeze(1)
@@ -187,6 +231,8 @@ def features_numpy(wave: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     win = np.hamming(n_fft) if cfg.window == "hamming" else np.hanning(n_fft)
     frames = np.stack([y[i * hop:i * hop + n_fft] * win for i in range(n)], axis=1)
     mag = np.abs(np.fft.rfft(frames, axis=0))
+    if cfg.mel_bins:
+        mag = mel_filterbank(cfg).astype(np.float64) @ mag
     logm = np.log1p(mag)
     stats = logm
     if cfg.normalize == "active":

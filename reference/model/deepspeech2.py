@@ -26,10 +26,10 @@ from reference.labels import NUM_CLASSES
 CONV_CHANNELS = 32  # the reference's; ModelConfig.conv_channels defaults to it
 
 
-def conv_output_bins(bins: int) -> int:
-    """Frequency bins left after the two strided convolutions (161 → 21)."""
-    b1 = (bins - 41) // 2 + 1
-    return (b1 - 21) // 2 + 1
+def conv_output_bins(bins: int, kernels: tuple[int, int] = (41, 21)) -> int:
+    """Frequency bins left after the two strided convolutions (161 → 21 with the reference's)."""
+    b1 = (bins - kernels[0]) // 2 + 1
+    return (b1 - kernels[1]) // 2 + 1
 
 
 def output_frames(frames: torch.Tensor | int) -> torch.Tensor | int:
@@ -127,14 +127,19 @@ class DeepSpeech2(nn.Module):
         bins = num_bins(feat or FeatureConfig())
         ch = cfg.conv_channels
         self.conv = nn.Sequential(
-            StridedConv2d(1, ch, kernel_size=(41, 11), stride=(2, 2)),
+            StridedConv2d(1, ch, kernel_size=(cfg.conv_freq_kernels[0], 11), stride=(2, 2)),
             nn.BatchNorm2d(ch),
             nn.Hardtanh(0, 20, inplace=True),
-            StridedConv2d(ch, ch, kernel_size=(21, 11), stride=(2, 1)),
+            StridedConv2d(ch, ch, kernel_size=(cfg.conv_freq_kernels[1], 11), stride=(2, 1)),
             nn.BatchNorm2d(ch),
             nn.Hardtanh(0, 20, inplace=True),
         )
-        rnn_in = ch * conv_output_bins(bins)  # 32 × 21 = 672 at 16 kHz / 20 ms
+        left = conv_output_bins(bins, tuple(cfg.conv_freq_kernels))
+        if left < 1:
+            raise ValueError(f"model.conv_freq_kernels {list(cfg.conv_freq_kernels)} leave no "
+                             f"frequency bins of the {bins} feature bins: use smaller kernels "
+                             "or more bins (features.mel_bins)")
+        rnn_in = ch * left  # 32 × 21 = 672 at 16 kHz / 20 ms
         layers = []
         for i in range(cfg.layers):
             layers.append(_RNNLayer(cfg.rnn_type, rnn_in if i == 0 else cfg.hidden, cfg.hidden,

@@ -35,7 +35,7 @@ from torch import nn
 from reference.data.augment import augment_params, augment_waves, spectral_params
 from reference.config import AugmentConfig, FeatureConfig
 from reference.data.loader import Batch
-from reference.data.features import featurize, frame_counts, num_bins, num_frames, to_device
+from reference.data.features import featurize, frame_counts, num_bins, num_frames, stft_bins, to_device
 from reference.labels import min_ctc_frames
 from reference.model.loss import ctc_per_utterance, seed_loss
 from reference.model.deepspeech2 import min_input_frames
@@ -64,7 +64,7 @@ def device_features(batch: Batch, feat: FeatureConfig, aug: AugmentConfig, seed:
         if epoch >= aug.waves_from_epoch:
             wave, new_lengths = augment_waves(aug, seed, epoch, batch.indices, wave, lengths,
                                               feat.sample_rate)
-            spectral = spectral_params(aug, seed, epoch, batch.indices, num_bins(feat))
+            spectral = spectral_params(aug, seed, epoch, batch.indices, stft_bins(feat))
         if tempo is not None and tempo_cap is not None:
             # The cap holds for the original length; added silence only adds frames
             # (the cap stays), a cut edge removes some: the cap is frames / the

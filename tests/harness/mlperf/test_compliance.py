@@ -192,6 +192,7 @@ CLOSED_DEVIATIONS = {
     "ds2_bidirectional": (True, "False"),
     "ds2_rnn_batch_norm": (False, "True"),
     "ds2_conv_channels": (16, "32"),
+    "ds2_conv_freq_kernels": ([11, 11], "[41, 21]"),
     "ds2_loss_definition": ("seed_raw_logits", "'ctc_nll'"),
     "ds2_max_epochs": (20, "10"),
     "ds2_max_duration_s": (5.0, "16.7"),

@@ -20,7 +20,7 @@ from harness.perf.sources import data_source, synthetic_items
 from harness.perf.step import ModelSpec
 from harness.perf.system import torch_threads
 from reference.config import FeatureConfig, ModelConfig, OptimConfig, load_config, resolve_cards
-from reference.data.features import num_frames
+from reference.data.features import num_bins, num_frames
 from reference.labels import min_ctc_frames
 from reference.model.deepspeech2 import DeepSpeech2, min_input_frames
 
@@ -73,15 +73,21 @@ def test_batch_flops_sum_utterances() -> None:
         F.utterance_flops(t, shape).training() for t in frames)
 
 
-@pytest.mark.parametrize("cfg", [ModelConfig("gru", 64, 2, True), ModelConfig("lstm", 48, 3, False)])
-def test_shapes_and_weights_match_the_reference_model(cfg: ModelConfig) -> None:
-    model = DeepSpeech2(cfg, FeatureConfig())
-    shape = F.ModelShape.of(cfg)
+@pytest.mark.parametrize("cfg,feat", [
+    (ModelConfig("gru", 64, 2, True), FeatureConfig()),
+    (ModelConfig("lstm", 48, 3, False), FeatureConfig()),
+    # mel bands with the kernels that fit them (features.mel_bins, model.conv_freq_kernels)
+    (ModelConfig("gru", 32, 2, True, conv_channels=8, conv_freq_kernels=(11, 11)),
+     FeatureConfig(mel_bins=64)),
+])
+def test_shapes_and_weights_match_the_reference_model(cfg: ModelConfig, feat: FeatureConfig) -> None:
+    model = DeepSpeech2(cfg, feat)
+    shape = F.ModelShape.of(cfg, num_bins(feat))
     frames = 201
     with torch.no_grad():
-        out = model.conv(torch.zeros(1, 1, 161, frames))
+        out = model.conv(torch.zeros(1, 1, num_bins(feat), frames))
     f = F.utterance_flops(frames, shape)
-    assert tuple(out.shape) == (1, 32, shape.conv2_bins, f.out_frames)
+    assert tuple(out.shape) == (1, cfg.conv_channels, shape.conv2_bins, f.out_frames)
     rnn = next(mod for mod in model.rnns[0].modules() if isinstance(mod, torch.nn.RNNBase))
     assert rnn.input_size == shape.rnn_input
     weights = sum(p.numel() for n, p in model.named_parameters()
