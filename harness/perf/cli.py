@@ -9,6 +9,7 @@ seed comparison, whose MFU must not be divided by an all-threads peak.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -68,23 +69,29 @@ def model_specs(tiny_cfg: BenchmarkConfig, quick: bool, small_steps: int,
     """What to train: the tiny benchmark; in a full run also the seed's model (GRU 2×256
     uni, batch 8) at the run's thread count and at the seed's, and the reference size."""
     b = tiny_cfg.train.batch_per_card
-    specs = [ModelSpec("tiny", "tiny: " + model_label(tiny_cfg.model) + f", b{b}", tiny_cfg.model,
+    mel = tiny_cfg.features.mel_bins
+    label = "tiny: " + model_label(tiny_cfg.model) + (f", mel{mel}" if mel else "") + f", b{b}"
+    # The seed's and the reference's models have the reference front end: linear bins.
+    linear = dataclasses.replace(tiny_cfg.features, mel_bins=0)
+    specs = [ModelSpec("tiny", label, tiny_cfg.model,
                        b, tiny_cfg.optim,
                        1 if quick else 3, small_steps, 1 if quick else 3, count_syncs=True)]
     if not quick:
         seed_model = ModelConfig("gru", 256, 2, False)
         specs.append(ModelSpec("gru2x256_b8", "GRU 2x256 uni, b8", seed_model, 8,
-                               OptimConfig(), 3, small_steps, 3))
+                               OptimConfig(), 3, small_steps, 3, features=linear))
         specs.append(ModelSpec("gru2x256_b8_t1", "GRU 2x256 uni, b8 (seed cmp)", seed_model, 8,
-                               OptimConfig(), 3, small_steps, 3, threads=SEED_TRAINER_THREADS))
+                               OptimConfig(), 3, small_steps, 3, threads=SEED_TRAINER_THREADS,
+                               features=linear))
         specs.append(ModelSpec("reference", "reference: GRU 3x2560 uni, b8", ModelConfig(), 8,
-                               OptimConfig(), 1, ref_steps, 1, count_syncs=True))
+                               OptimConfig(), 1, ref_steps, 1, count_syncs=True, features=linear))
         # The same two models on the stock PyTorch kernels: the fast paths' gain,
         # measured in this run rather than remembered from another.
         specs.append(ModelSpec("tiny_stock", specs[0].label + " stock", tiny_cfg.model, b,
                                tiny_cfg.optim, 3, small_steps, 0, stock=True))
         specs.append(ModelSpec("reference_stock", "reference, stock kernels", ModelConfig(), 8,
-                               OptimConfig(), 1, max(1, ref_steps - 1), 0, stock=True))
+                               OptimConfig(), 1, max(1, ref_steps - 1), 0, stock=True,
+                               features=linear))
     return specs
 
 
@@ -92,7 +99,8 @@ def _records(measures: list[TrainMeasure], peaks: dict[int, float], fallback: fl
              feat: FeatureConfig, watch: LoadWatch, bandwidth_gbs: float | None = None
              ) -> dict[str, dict[str, Any]]:
     # Each row's MFU is against the matmul peak at its own thread count.
-    training = {m.spec.key: train_record(m, peaks.get(m.threads, fallback), feat, bandwidth_gbs)
+    training = {m.spec.key: train_record(m, peaks.get(m.threads, fallback),
+                                         m.spec.features_or(feat), bandwidth_gbs)
                 for m in measures}
     for key, rec in training.items():
         rec["other_processes_cpu_cores"] = watch.foreign.get(key)
@@ -128,7 +136,7 @@ def main(argv: list[str]) -> int:
     mm_one = _one_thread_matmul(specs, device, mm_n, mm_reps, watch)
     measures = []
     for spec in specs:
-        measures.append(measure_training(spec, source, feat, aug, device, log))
+        measures.append(measure_training(spec, source, spec.features_or(feat), aug, device, log))
         watch.mark(spec.key)
     mm_end = matmul_gflops(device, mm_n, mm_reps)
     watch.mark("matmul_end")
@@ -203,7 +211,7 @@ def _gemm_shapes(specs: list[ModelSpec], feat: FeatureConfig) -> list[tuple[str,
         if s.stock or key in seen:
             continue
         seen.add(key)
-        shapes += model_gemm_shapes(s.model, num_bins(feat), s.batch, frames)
+        shapes += model_gemm_shapes(s.model, num_bins(s.features_or(feat)), s.batch, frames)
     return shapes
 
 

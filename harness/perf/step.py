@@ -39,6 +39,12 @@ class ModelSpec:
     threads: int | None = None  # torch threads for this measurement; None: the run's
     stock: bool = False  # stock PyTorch kernels only (reference.model.kernels), for the A/B rows
     count_syncs: bool = False  # one extra, instrumented step: the host-syncs-per-step row
+    # Features of this model; None: tiny's. The seed's and the reference's models take
+    # the linear spectrogram their front-end kernels are sized for.
+    features: FeatureConfig | None = None
+
+    def features_or(self, tiny: FeatureConfig) -> FeatureConfig:
+        return self.features or tiny
 
 
 @dataclass

@@ -160,8 +160,8 @@ def test_seed_comparison_runs_the_same_model_at_one_thread() -> None:
 
 def test_measure_training_at_one_thread_restores_the_thread_count(tmp_path: Path) -> None:
     cfg = _tiny_config()
-    spec = ModelSpec("t", "t", ModelConfig("gru", 16, 1, False), 2, OptimConfig(), 0, 1, 0,
-                     threads=1)
+    small = ModelConfig("gru", 16, 1, False, conv_freq_kernels=cfg.model.conv_freq_kernels)
+    spec = ModelSpec("t", "t", small, 2, OptimConfig(), 0, 1, 0, threads=1)
     source = data_source(tmp_path)  # no corpus there: synthetic noise
     with torch_threads(2):
         m = measure_training(spec, source, cfg.features, cfg.augment, torch.device("cpu"),

@@ -136,7 +136,7 @@ def test_resume_continues_the_same_average(mini_corpus, tmp_path):
     for a, b in zip(full.ema.avg, resumed.ema.avg):
         assert torch.equal(a, b)
     # A checkpoint without an average cannot continue a run that evaluates one.
-    plain = _trainer(mini_corpus, tmp_path / "plain", ["train.epochs=1"])
+    plain = _trainer(mini_corpus, tmp_path / "plain", ["train.epochs=1", "train.ema_decay=0"])
     plain.fit()
     with pytest.raises(ValueError, match="no weight average"):
         _trainer(mini_corpus, tmp_path / "plain", common, resume=True)
