@@ -18,10 +18,8 @@ from reference.train.ema import WeightAverage, effective_decay, load_average_int
 from reference.train.evaluate import evaluate_checkpoint
 from reference.train.trainer import Trainer
 
-SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false", "model.conv_channels=8",
-         "train.global_batch=null", "train.batch_per_card=8", "train.target_wer=null",
-         "data.eval_batch=32", "train.log_every_steps=1000", "train.threads=1",
-         "train.keep_checkpoints=20"]
+import small_trainer  # noqa: E402  (this folder is on sys.path under pytest)
+
 
 
 def test_effective_decay_warms_up_then_holds():
@@ -96,12 +94,7 @@ def test_config_names_the_field():
 
 
 def _trainer(corpus: Path, run_dir: Path, extra: list[str], resume: bool = False) -> Trainer:
-    cfg = load_config("tiny", [f"data.root={corpus}", *SMALL, *extra])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tr = Trainer(cfg, run_dir, resume=resume)
-    tr.prepare_data()
-    tr.setup()
-    return tr
+    return small_trainer.make(corpus, run_dir, [*small_trainer.SMALL, *extra], resume=resume)
 
 
 def test_run_scores_the_average_and_its_checkpoint_scores_the_same(mini_corpus, tmp_path):

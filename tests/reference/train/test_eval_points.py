@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference.config import load_config
 from reference.train.hooks import TrainerHooks
 from reference.train.schedule import epoch_position, eval_steps
 from reference.train.trainer import Trainer
 
-SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false", "model.conv_channels=8",
-         "train.global_batch=null", "train.batch_per_card=8", "train.target_wer=null",
-         "data.eval_batch=32", "train.log_every_steps=1000", "train.threads=1",
-         "train.keep_checkpoints=20"]
+import small_trainer  # noqa: E402  (this folder is on sys.path under pytest)
+
 
 
 @pytest.mark.parametrize("spe,gb,every,want", [
@@ -63,12 +60,8 @@ class Recorder(TrainerHooks):
 
 
 def _trainer(corpus: Path, run_dir: Path, extra: list[str], resume: bool = False) -> Trainer:
-    cfg = load_config("tiny", [f"data.root={corpus}", *SMALL, *extra])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tr = Trainer(cfg, run_dir, hooks=Recorder(), resume=resume)
-    tr.prepare_data()
-    tr.setup()
-    return tr
+    return small_trainer.make(corpus, run_dir, [*small_trainer.SMALL, *extra], resume=resume,
+                              hooks=Recorder())
 
 
 def _evals(tr: Trainer) -> list[dict]:

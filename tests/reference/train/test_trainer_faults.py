@@ -13,9 +13,10 @@ import torch
 
 import reference.train.step as step_mod  # where the trainer featurizes a batch
 from reference.train.checkpoint import list_checkpoints
-from reference.config import load_config
 from reference.train.hooks import TrainerHooks
 from reference.train.trainer import Trainer
+
+import small_trainer  # noqa: E402  (this folder is on sys.path under pytest)
 
 SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false",
          "train.global_batch=null", "train.batch_per_card=8", "train.target_wer=null", "train.epochs=1",
@@ -23,12 +24,7 @@ SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false",
 
 
 def _trainer(corpus: Path, run_dir: Path, extra: list[str] = (), hooks=None) -> Trainer:
-    cfg = load_config("tiny", [f"data.root={corpus}", *SMALL, *extra])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tr = Trainer(cfg, run_dir, hooks=hooks)
-    tr.prepare_data()
-    tr.setup()
-    return tr
+    return small_trainer.make(corpus, run_dir, [*SMALL, *extra], hooks=hooks)
 
 
 def _poison_steps(monkeypatch, tr: Trainer, steps: set[int]) -> None:
