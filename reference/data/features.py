@@ -54,18 +54,15 @@ def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
     at edge k+2 (edges: mel_bins + 2 points). Every band covers at least one
     STFT bin, so no feature is constantly zero.
     """
-    n_fft = stft_params(cfg)[0]
-    freqs = np.arange(n_fft // 2 + 1) * cfg.sample_rate / n_fft
+    freqs = np.arange(stft_bins(cfg)) * cfg.sample_rate / stft_params(cfg)[0]
     mel_max = _hz_to_mel(np.array(cfg.sample_rate / 2.0))
     edges = 700.0 * (10 ** (np.linspace(0.0, mel_max, cfg.mel_bins + 2) / 2595.0) - 1.0)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rise = (freqs[None, :] - lo) / np.maximum(mid - lo, 1e-9)
     fall = (hi - freqs[None, :]) / np.maximum(hi - mid, 1e-9)
     fb = np.clip(np.minimum(rise, fall), 0.0, None)
-    empty = fb.sum(axis=1) == 0
-    if empty.any():  # narrower than a bin: take the nearest bin
-        for k in np.flatnonzero(empty):
-            fb[k, int(np.argmin(np.abs(freqs - mid[k, 0])))] = 1.0
+    for k in np.flatnonzero(fb.sum(axis=1) == 0):  # narrower than a bin: the nearest bin
+        fb[k, int(np.argmin(np.abs(freqs - mid[k, 0])))] = 1.0
     return fb.astype(np.float32)
 
 

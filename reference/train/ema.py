@@ -48,13 +48,8 @@ class WeightAverage:
         """Fold the current weights in (no host sync: one foreach op on the device)."""
         self.updates += 1
         weight = 1.0 - effective_decay(self.decay, self.updates)
-        with torch.no_grad():
-            live = [p.detach() for p in self.params]
-            if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(self.avg, live, weight)
-            else:  # pragma: no cover - every supported torch (>= 2.1) has it
-                for a, w in zip(self.avg, live):
-                    a.lerp_(w, weight)
+        with torch.no_grad():  # torch >= 2.0 has the foreach lerp (the oldest supported: 2.1)
+            torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], weight)
 
     @contextmanager
     def swapped(self) -> Iterator[None]:
@@ -75,21 +70,18 @@ class WeightAverage:
                 "avg": [a.detach().cpu() for a in self.avg]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        avg = state["avg"]
-        if len(avg) != len(self.avg) or any(a.shape != b.shape for a, b in zip(avg, self.avg)):
-            raise ValueError("checkpoint's weight average does not match the model's parameters")
-        with torch.no_grad():
-            for a, b in zip(self.avg, avg):
-                a.copy_(b)
+        _copy_checked(self.avg, state["avg"])
         self.updates = int(state["updates"])
+
+
+def _copy_checked(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    if len(src) != len(dst) or any(a.shape != b.shape for a, b in zip(src, dst)):
+        raise ValueError("checkpoint's weight average does not match the model's parameters")
+    with torch.no_grad():
+        for d, s in zip(dst, src):
+            d.copy_(s)
 
 
 def load_average_into(model: nn.Module, state: dict[str, Any]) -> None:
     """Put a checkpoint's averaged weights into `model`'s parameters (for evaluation)."""
-    params = list(model.parameters())
-    avg = state["avg"]
-    if len(avg) != len(params) or any(a.shape != p.shape for a, p in zip(avg, params)):
-        raise ValueError("checkpoint's weight average does not match the model's parameters")
-    with torch.no_grad():
-        for p, a in zip(params, avg):
-            p.copy_(a)
+    _copy_checked(list(model.parameters()), state["avg"])
