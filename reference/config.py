@@ -65,6 +65,16 @@ class FeatureConfig:
     # (reference/data/features.py `mel_filterbank`).
     mel_bins: int = 0
 
+    @property
+    def n_fft(self) -> int:
+        """STFT size in samples: one window."""
+        return int(round(self.sample_rate * self.window_ms / 1000))
+
+    @property
+    def bins(self) -> int:
+        """Feature bins per frame: the mel bands when configured, else n_fft/2 + 1."""
+        return self.mel_bins or self.n_fft // 2 + 1
+
     def validate(self, where: str) -> None:
         _check(self.sample_rate > 0, where, "sample_rate", "must be > 0", self.sample_rate)
         _check(self.mel_bins >= 0, where, "mel_bins", "must be >= 0", self.mel_bins)
@@ -304,12 +314,24 @@ class BenchmarkConfig:
     def validate(self, where: str) -> None:
         _check(bool(self.name), where, "name", "must not be empty", self.name)
         _check(self.cards >= 1, where, "cards", "must be >= 1", self.cards)
+        bins = self.features.bins
+        _check(conv_output_bins(bins, tuple(self.model.conv_freq_kernels)) >= 1, where + "model.",
+               "conv_freq_kernels", f"leave no frequency bins of the {bins} feature bins "
+               "(use smaller kernels or more features.mel_bins)",
+               list(self.model.conv_freq_kernels))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["optim"]["betas"] = list(self.optim.betas)
         d["model"]["conv_freq_kernels"] = list(self.model.conv_freq_kernels)
         return d
+
+
+def conv_output_bins(bins: int, kernels: tuple[int, int] = (41, 21)) -> int:
+    """Frequency bins left after the model's two unpadded convolutions, both of
+    frequency stride 2 (161 → 21 with the reference's kernels)."""
+    b1 = (bins - kernels[0]) // 2 + 1
+    return (b1 - kernels[1]) // 2 + 1
 
 
 def _check(ok: bool, where: str, name: str, why: str, got: Any) -> None:

@@ -28,19 +28,17 @@ ACTIVE_FRAME_RATIO = 0.1
 
 def stft_params(cfg: FeatureConfig) -> tuple[int, int]:
     """(n_fft, hop) in samples."""
-    n_fft = int(round(cfg.sample_rate * cfg.window_ms / 1000))
-    hop = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
-    return n_fft, hop
+    return cfg.n_fft, int(round(cfg.sample_rate * cfg.hop_ms / 1000))
 
 
 def stft_bins(cfg: FeatureConfig) -> int:
     """Frequency bins of the STFT (what warp and EQ act on)."""
-    return stft_params(cfg)[0] // 2 + 1
+    return cfg.n_fft // 2 + 1
 
 
 def num_bins(cfg: FeatureConfig) -> int:
     """Feature bins per frame (the model's input): the mel bands when configured."""
-    return cfg.mel_bins or stft_bins(cfg)
+    return cfg.bins
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from reference.config import FeatureConfig, ModelConfig
+from reference.config import FeatureConfig, ModelConfig, conv_output_bins  # noqa: F401 (re-exported)
 from reference.model import packed
 from reference.model.conv import StridedConv2d
 from reference.model.gru import gru_directions, use_fast_gru
@@ -24,12 +24,6 @@ from reference.data.features import num_bins, to_device
 from reference.labels import NUM_CLASSES
 
 CONV_CHANNELS = 32  # the reference's; ModelConfig.conv_channels defaults to it
-
-
-def conv_output_bins(bins: int, kernels: tuple[int, int] = (41, 21)) -> int:
-    """Frequency bins left after the two strided convolutions (161 → 21 with the reference's)."""
-    b1 = (bins - kernels[0]) // 2 + 1
-    return (b1 - kernels[1]) // 2 + 1
 
 
 def output_frames(frames: torch.Tensor | int) -> torch.Tensor | int:

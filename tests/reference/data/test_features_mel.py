@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from reference.config import FeatureConfig, ModelConfig, load_config
+from reference.config import ConfigError, FeatureConfig, ModelConfig, load_config
 from reference.data.audio import load_audio
 from reference.data.features import (featurize, features_numpy, mel_filterbank, num_bins,
                                      num_frames, stft_bins)
@@ -88,6 +88,11 @@ def test_kernels_fit_the_bins_or_fail_naming_the_fields():
         DeepSpeech2(ModelConfig(hidden=16, layers=1, conv_channels=4), MEL)
     with pytest.raises(Exception, match="mel_bins"):
         load_config("tiny", ["features.mel_bins=-1"])
+    # Caught with the config, before any run directory exists, naming the field.
+    with pytest.raises(ConfigError, match=r"model\.conv_freq_kernels: leave no frequency bins of "
+                                          r"the 64 feature bins .*\(got \[41, 21\]\)"):
+        load_config("tiny", ["model.conv_freq_kernels=[41,21]"])
+    assert load_config("tiny", ["model.conv_freq_kernels=[41,21]", "features.mel_bins=0"])
     with pytest.raises(Exception, match="conv_freq_kernels"):
         load_config("tiny", ["model.conv_freq_kernels=[0,11]"])
     cfg = load_config("tiny", ["model.conv_freq_kernels=[11,11]", "features.mel_bins=64"])
