@@ -121,14 +121,18 @@ def use_device_step_counts(optimizer: torch.optim.Optimizer, device: torch.devic
 
 def match_step_counts(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """`saved` (an optimizer state dict, e.g. from a checkpoint) with each group's
-    ``capturable`` set as in the live `optimizer`, so that `load_state_dict` puts
+    ``capturable`` (and ``fused``/``foreach``) set as in the live `optimizer`, so that `load_state_dict` puts
     the step counts where `use_device_step_counts` wants them (a checkpoint from
     a CPU run would otherwise switch it off again)."""
     groups = []
     for g, live in zip(saved.get("param_groups", []), optimizer.param_groups):
         g = dict(g)
-        if "capturable" in g and "capturable" in live:
-            g["capturable"] = live["capturable"]
+        # Also how the update runs, which is this process's choice, not the
+        # checkpoint's: a fused CPU AdamW's state resumed under a torch without
+        # that kernel (< 2.4) would otherwise ask for it and fail at the first step.
+        for key in ("capturable", "fused", "foreach"):
+            if key in g and key in live:
+                g[key] = live[key]
         groups.append(g)
     return {**saved, "param_groups": groups}
 

@@ -41,7 +41,7 @@ from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.model.loss import ctc_per_utterance
-from reference.train.optim import build_optimizer, epoch_lr, set_lr, step_lr
+from reference.train.optim import build_optimizer, epoch_lr, optimizer_impl, set_lr, step_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.progress import EpochProgress
 from reference.train.schedule import epoch_position, eval_steps
@@ -185,6 +185,7 @@ class Trainer:
             "threads": threads if dev.type == "cpu" else None,
             "device": str(dev),
             "world_size": self.dist.world_size,
+            "optimizer_impl": optimizer_impl(self.optimizer),
             "resumed_from_epoch": self.start_epoch if self.resume else None,
             "precision": {"fp32_precision": cfg.train.fp32_precision, **self.amp.info(),
                           "flags": fp32_flags},
