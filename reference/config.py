@@ -231,6 +231,10 @@ class TrainConfig:
     fp32_precision: Literal["ieee", "tf32"] = "ieee"
     # Evaluate every this many training samples (0: at the end of every epoch only).
     eval_every_samples: int = 0
+    # No evaluation, inside or at the end of an epoch, before this many global
+    # training samples (MLPerf ResNet's eval_offset, in samples); the last epoch
+    # is always evaluated. 0: from the first eval point.
+    eval_start_samples: int = 0
     # Evaluate an exponential moving average of the weights with this decay
     # (reference/train/ema.py); 0: evaluate the live weights.
     ema_decay: float = 0.0
@@ -254,6 +258,8 @@ class TrainConfig:
         _check(self.threads >= 0, where, "threads", "must be >= 0", self.threads)
         _check(self.eval_every_samples >= 0, where, "eval_every_samples", "must be >= 0",
                self.eval_every_samples)
+        _check(self.eval_start_samples >= 0, where, "eval_start_samples", "must be >= 0",
+               self.eval_start_samples)
         _check(0 <= self.ema_decay < 1, where, "ema_decay", "must be in [0, 1)", self.ema_decay)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from reference.config import BenchmarkConfig
 
-IDENTITY_KEYS = ("ds2_target_wer", "ds2_eval_every_samples")
+IDENTITY_KEYS = ("ds2_target_wer", "ds2_eval_every_samples", "ds2_eval_start_samples")
 
 
 def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
@@ -62,6 +62,7 @@ def config_values(cfg: BenchmarkConfig) -> dict[str, Any]:
         "ds2_target_wer": t.target_wer,
         "ds2_max_epochs": t.epochs,
         "ds2_eval_every_samples": t.eval_every_samples,
+        "ds2_eval_start_samples": t.eval_start_samples,
         "ds2_augmentation": a.enabled,
         "ds2_augmentation_params": ({"tempo": [a.tempo_min, a.tempo_max],
                                      "gain_db": [a.gain_db_min, a.gain_db_max],

@@ -44,7 +44,7 @@ from reference.model.loss import ctc_per_utterance
 from reference.train.optim import build_optimizer, epoch_lr, optimizer_impl, set_lr, step_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.progress import EpochProgress
-from reference.train.schedule import epoch_position, eval_steps
+from reference.train.schedule import epoch_position, eval_steps, evaluates_epoch_end
 from reference.train.prep.splits import load_split, resolve_manifest, write_rejected
 from reference.train.warmup import longest_samples, warm_up
 from reference.train.step import (POLL_EVERY_STEPS, StepFlags, batch_losses, device_features,
@@ -327,7 +327,8 @@ class Trainer:
         skipped_before = self.result.skipped_steps
         zero = torch.zeros((), dtype=torch.float64, device=dev)
         gb = self.batches.global_batch
-        mid_evals = set(eval_steps(self.batches.steps_per_epoch, gb, cfg.train.eval_every_samples))
+        mid_evals = set(eval_steps(self.batches.steps_per_epoch, gb, cfg.train.eval_every_samples,
+                                   epoch, cfg.train.eval_start_samples))
         # Seconds spent in mid-epoch evaluations: not training time, not throughput.
         eval_s, eval_s_timed = 0.0, 0.0
         steps_done, reached = start, False
@@ -593,7 +594,18 @@ class Trainer:
                 self._emit(rec)
                 self.hooks.on_epoch_end(epoch, rec)
                 reached = rec["target_reached"]  # at an evaluation inside the epoch
-                if not reached:
+                if not reached and not evaluates_epoch_end(
+                        epoch, cfg.train.epochs, self.batches.steps_per_epoch,
+                        self.batches.global_batch, cfg.train.eval_start_samples):
+                    # Before train.eval_start_samples: no evaluation, the checkpoint all the same.
+                    res.epochs_completed = epoch
+                    res.epochs_trained = float(epoch)
+                    self.save(epoch, self.batches.steps_per_epoch)
+                    if self.dist.is_main:
+                        print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} "
+                              f"thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s (no evaluation "
+                              f"before {cfg.train.eval_start_samples} samples)", file=sys.stderr, flush=True)
+                elif not reached:
                     res.epochs_completed = epoch
                     reached = self._eval_point(epoch, self.batches.steps_per_epoch)
                     ev = res.final_eval

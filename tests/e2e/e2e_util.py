@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = ["model.hidden=32", "model.conv_channels=32", "model.layers=1", "model.bidirectional=false",
          "features.mel_bins=0", "model.conv_freq_kernels=[41,21]", "train.ema_decay=0",
          "train.global_batch=null", "train.batch_per_card=8", "data.eval_batch=16",
-         "train.log_every_steps=1000"]
+         "train.log_every_steps=1000", "train.eval_start_samples=0"]
 
 
 def harness_env() -> dict[str, str]:

@@ -55,8 +55,9 @@ def test_log_sequence_and_status(single_run):
 
 
 def test_compliance_check(single_run, mini_corpus, tmp_path):
-    """Against tiny's definition only its identity rules fail (target 100, a 64-utterance
-    slice of the corpus); against a definition of this slice the real log passes."""
+    """Against tiny's definition only its identity rules fail (target 100, evaluations
+    from the start, a 64-utterance slice of the corpus); against a definition of this
+    slice the real log passes."""
     import yaml
 
     from harness.mlperf.compliance.generate import identity_section
@@ -68,13 +69,14 @@ def test_compliance_check(single_run, mini_corpus, tmp_path):
                           timeout=120)
     assert proc.returncode == 1 and proc.stdout.startswith("FAIL"), proc.stdout + proc.stderr
     failures = proc.stdout.split(": ", 1)[1].strip().split("; ")
-    expected = ("requires ds2_target_wer 23.0", "requires train_samples 3000",
+    expected = ("requires ds2_target_wer 23.0", "requires ds2_eval_start_samples 15000",
+                "requires train_samples 3000",
                 "requires eval_samples 200", "requires the eval set of benchmarks/tiny.yaml",
                 "requires its whole train manifest of 3000")
     assert len(failures) == len(expected) and all(
         any(e in f for f in failures) for e in expected), failures
     raw = load_config("tiny").to_dict()
-    raw["train"]["target_wer"] = 100.0
+    raw["train"]["target_wer"], raw["train"]["eval_start_samples"] = 100.0, 0
     raw.update(yaml.safe_load(identity_section(mini_corpus / "train.jsonl",
                                                mini_corpus / "dev.jsonl")))
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(raw))

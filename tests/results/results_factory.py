@@ -69,17 +69,19 @@ def config(bench: str = "tiny", seed: int = 1, cards: int = 1, target: float | N
                       "weight_decay": 0.0, "anneal": 1.1, "clip_norm": 400.0, "lr_scaling": "none"},
             "train": {"batch_per_card": 16, "epochs": epochs, "target_wer": target,
                       "seed": seed, "loss": loss,
-                      # the benchmark's own eval points (an identity rule of its logs)
-                      "eval_every_samples": _eval_every(bench)}}
+                      # the benchmark's own eval points (identity rules of its logs)
+                      **_eval_schedule(bench)}}
 
 
-def _eval_every(bench: str) -> int:
+def _eval_schedule(bench: str) -> dict[str, int]:
     from reference.config import ConfigError, load_config
 
     try:
-        return load_config(bench).train.eval_every_samples
+        t = load_config(bench).train
     except ConfigError:  # a name that is no benchmark definition
-        return 0
+        return {"eval_every_samples": 0, "eval_start_samples": 0}
+    return {"eval_every_samples": t.eval_every_samples,
+            "eval_start_samples": t.eval_start_samples}
 
 
 def write_log(path: Path, cfg: dict[str, Any], cards: int, wers: Sequence[float], status: str,
@@ -114,10 +116,10 @@ def write_log(path: Path, cfg: dict[str, Any], cards: int, wers: Sequence[float]
     from reference.train.schedule import eval_steps
 
     # A benchmark that evaluates inside epochs gets those evals too (above target).
-    mids = eval_steps(steps, gb, bcfg.train.eval_every_samples)
     for e, wer in enumerate(wers, start=1):
         hooks.on_epoch_start(e)
-        for k in mids:
+        for k in eval_steps(steps, gb, bcfg.train.eval_every_samples, e,
+                            bcfg.train.eval_start_samples):
             pos = round(e - 1 + k / steps, 6)
             hooks.on_eval_start(pos)
             hooks.on_eval_end(pos, {"wer_ref(%)": 99.0, "wer_corpus(%)": 99.0, "cer(%)": 40.0,

@@ -89,9 +89,12 @@ def write_valid_log(path: Path, *, benchmark: str = "mlcommons_v05", division: s
         # every point its schedule names, as the trainer would.
         from reference.train.schedule import eval_steps
 
-        pts = eval_steps(steps, gb, cfg.train.eval_every_samples)
-        mid_epoch_evals = {e: [(k, max(w, 99.0)) for k in pts]
-                           for e, w in enumerate(wers, start=first)}
+        mid_epoch_evals = {e: [(k, max(w, 99.0)) for k in eval_steps(
+            steps, gb, cfg.train.eval_every_samples, e, cfg.train.eval_start_samples)]
+            for e, w in enumerate(wers, start=first)}
+    from reference.train.schedule import evaluates_epoch_end
+
+    last = first + len(wers) - 1
     for epoch, wer in enumerate(wers, start=first):
         hooks.on_epoch_start(epoch)
         for k, mid_wer in (mid_epoch_evals or {}).get(epoch, []):
@@ -101,7 +104,10 @@ def write_valid_log(path: Path, *, benchmark: str = "mlcommons_v05", division: s
                                    "loss_ctc_nll_per_char": 5.0 / epoch,
                                    "seed_loss_last_iter": -0.3, "throughput(utt/s)": 12.5,
                                    "skipped_steps": 0})
-        evaluate(epoch, wer, None)
+        # As the trainer: no evaluation before train.eval_start_samples but at the end.
+        if epoch == last or evaluates_epoch_end(epoch, cfg.train.epochs, steps, gb,
+                                                cfg.train.eval_start_samples):
+            evaluate(epoch, wer, None)
         hooks.on_block_end(epoch)
     # The logger stamps records with the wall clock in ms: a short log can be written
     # within one millisecond, and a run_stop at its run_start's time is (rightly) never

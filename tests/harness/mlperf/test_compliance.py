@@ -290,6 +290,7 @@ STRUCTURE_MUTANTS: dict[str, tuple[Callable[[Records], None], str]] = {
         lambda r: (_set(M.DS2_TARGET_WER, 100.0)(r), _set(C.EVAL_ACCURACY, 99.0)(r)),
         "(open) requires ds2_target_wer 23.0"),
     "eval schedule changed": (_set("ds2_eval_every_samples", 1000), "requires ds2_eval_every_samples 0"),
+    "eval offset changed": (_set("ds2_eval_start_samples", 64), "requires ds2_eval_start_samples 0"),
     "unknown benchmark": (_set("ds2_benchmark", "mlcommons_v06"), "is not a benchmark definition"),
     "no eval digest": (_drop("ds2_eval_digest"), "ds2_eval_digest: required exactly once, found 0"),
     "no benchmark named": (_drop("ds2_benchmark"), "ds2_benchmark: required exactly once, found 0"),
@@ -357,6 +358,7 @@ def _eval_every_benchmarks(tmp_path: Path, every: int) -> Path:
     d.mkdir()
     raw = load_config("tiny").to_dict()
     raw["name"], raw["train"]["eval_every_samples"] = "tiny_evalpoints", every
+    raw["train"]["eval_start_samples"] = 0  # the grid from the first point
     raw["train"]["global_batch"] = 16  # the grid below is worked out for batch 16
     (d / "tiny_evalpoints.yaml").write_text(yaml.safe_dump(raw))
     return d
@@ -527,3 +529,21 @@ def test_failures_are_one_line_each(tmp_path: Path, valid: Records) -> None:
     failures = _check(tmp_path, recs)
     assert len(failures) >= 2 and all("\n" not in f for f in failures)
     assert json.dumps(failures)  # plain strings
+
+
+def test_eval_offset_of_tiny(tmp_path: Path) -> None:
+    """tiny evaluates from 15000 samples on (train.eval_start_samples; 3000 an epoch):
+    a log without evaluations before that passes; one missing an evaluation after it
+    (at an epoch end, or at a grid point inside an epoch) fails."""
+    wers = (90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 22.0)
+    ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny", wers=wers)
+    recs = read_records(ok)
+    evals = [r["metadata"]["samples_count"] for r in recs if r["key"] == C.EVAL_ACCURACY]
+    assert min(evals) == 15000 and check_log(ok).failures == []
+    for what, nth, message in [("epoch 5's end", 0, "every epoch must be followed by its evaluation"),
+                               ("a quarter into epoch 6", 1, "an evaluation is missing at an eval point")]:
+        cut = read_records(ok)
+        i, j = find(cut, C.EVAL_START, nth), find(cut, C.EVAL_STOP, nth)
+        del cut[i:j + 1]
+        failures = _check(tmp_path, cut)
+        assert any(message in f for f in failures), (what, failures)

@@ -12,7 +12,7 @@ from reference.train.trainer import Trainer
 SMALL = ["model.hidden=16", "model.layers=1", "model.bidirectional=false", "model.conv_channels=8",
          "train.global_batch=null", "train.batch_per_card=8", "train.target_wer=null",
          "data.eval_batch=32", "train.log_every_steps=1000", "train.threads=1",
-         "train.keep_checkpoints=20"]
+         "train.keep_checkpoints=20", "train.eval_start_samples=0"]
 
 
 def make(corpus: Path, run_dir: Path, overrides: list[str], resume: bool = False,

@@ -33,6 +33,27 @@ def test_eval_steps(spe, gb, every, want):
     assert eval_steps(spe, gb, every) == want
 
 
+@pytest.mark.parametrize("epoch,start,want", [
+    (1, 0, [2, 4, 6]),     # no offset: the whole grid
+    (1, 40, [6]),          # grid steps 2, 4, 6 (16, 32, 48 samples): only 48 >= 40
+    (1, 64, []),           # nothing inside epoch 1 (64 samples an epoch)
+    (2, 64, [2, 4, 6]),    # epoch 2 starts at 64 samples: all of it
+    (2, 90, [4, 6]),       # 64 + 4 x 8 = 96 >= 90; 64 + 2 x 8 = 80 is not
+])
+def test_eval_steps_with_an_offset(epoch, start, want):
+    assert eval_steps(8, 8, 16, epoch, start) == want
+
+
+def test_epoch_end_evaluated_from_the_offset_and_always_last():
+    from reference.train.schedule import evaluates_epoch_end
+
+    # 64 samples an epoch, 5 epochs, offset 150: ends at 64, 128 skipped; 192 on.
+    assert [evaluates_epoch_end(e, 5, 8, 8, 150) for e in range(1, 6)] == \
+        [False, False, True, True, True]
+    assert evaluates_epoch_end(2, 2, 8, 8, 10_000)  # the last epoch, whatever the offset
+    assert all(evaluates_epoch_end(e, 5, 8, 8, 0) for e in range(1, 6))
+
+
 def test_epoch_position():
     assert epoch_position(3, 8, 8) == 3 and isinstance(epoch_position(3, 8, 8), int)
     assert epoch_position(3, 2, 8) == 2.25
