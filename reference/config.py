@@ -227,8 +227,10 @@ class TrainConfig:
     max_nonfinite_fraction: float = 0.05  # abort when more steps than this were skipped
     threads: int = 0  # torch intra-op threads per rank; 0 = cores / local ranks
     amp: Literal["off", "bf16", "fp16"] = "off"
-    # fp32 matmul/conv/RNN precision on accelerators: "ieee" (true fp32) or "tf32".
-    fp32_precision: Literal["ieee", "tf32"] = "ieee"
+    # fp32 matmul/conv/RNN precision: "ieee" (true fp32), "tf32" (accelerators), or
+    # "bf16" (CPU: the GRU's large GEMMs and oneDNN's convolutions take bfloat16
+    # operands, fp32 results; the recurrent step stays fp32; reference/train/precision.py).
+    fp32_precision: Literal["ieee", "tf32", "bf16"] = "ieee"
     # Evaluate every this many training samples (0: at the end of every epoch only).
     eval_every_samples: int = 0
     # No evaluation, inside or at the end of an epoch, before this many global

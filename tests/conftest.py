@@ -20,3 +20,19 @@ def mini_corpus(tmp_path_factory) -> Path:
 
     assert verify_manifests(out, ("train.jsonl", "dev.jsonl", "unseen.jsonl"), workers=2) == 0
     return out
+
+
+@pytest.fixture(autouse=True)
+def _cpu_fp32_math_back_to_ieee():
+    """A Trainer built in-process sets tiny's `train.fp32_precision: bf16`, which is
+    process-wide (the GRU's GEMM switch, oneDNN's convolution precision): put the CPU
+    side back to IEEE fp32 after each test, as a fresh process has it."""
+    yield
+    import torch
+
+    from reference.model.kernels import set_bf16_gemm
+
+    set_bf16_gemm(False)
+    conv = getattr(getattr(torch.backends, "mkldnn", None), "conv", None)
+    if conv is not None and getattr(conv, "fp32_precision", None) is not None:
+        conv.fp32_precision = "none"

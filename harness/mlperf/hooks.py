@@ -67,6 +67,8 @@ class MLPerfHooks(TrainerHooks):
             self.log.event("ds2_fp32_precision", prec["fp32_precision"])
             self.log.event("ds2_rnn_dtype", prec["rnn_dtype"])
             self.log.event("ds2_grad_scaler", prec["grad_scaler"])
+            if prec.get("flags"):  # every fp32 switch as read back after setting it
+                self.log.event("ds2_precision_flags", prec["flags"])
         if info.get("optimizer_impl"):  # torch's fused / foreach / for-loop update
             self.log.event("ds2_optimizer_impl", info["optimizer_impl"])
         self.log.end("init_stop")

@@ -257,6 +257,12 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         overrides = list(args.overrides)
         base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
         division = _run_division(args, base, spec.world_size)
+        from reference.train.precision import PrecisionError, check_fp32_precision
+
+        try:  # before any run directory: bf16 fp32 math is a CPU setting
+            check_fp32_precision(base.train.fp32_precision, spec.device)
+        except PrecisionError as err:
+            raise _Refused(f"{base.name}: {err}") from None
         if division == "open" and base.division == "closed":
             overrides.append("division=open")  # what config.yaml, and so the log, will say
             base.division = "open"

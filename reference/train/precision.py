@@ -8,6 +8,13 @@
   `torch.backends.cnnl` / `torch.backends.mlu.matmul` flags where present.
   cuDNN convolutions and RNNs default to TF32 on recent torch: a closed run
   that claims FP32 must switch that off.
+* `train.fp32_precision: bf16` is CPU-only, the analogue of TF32 there: tensors
+  stay fp32, but the CPU GRU's large GEMMs (the input projection and the three
+  weight/input gradients, `reference/model/gru.py`) take bfloat16 operands
+  with fp32 results, as do oneDNN's convolutions where this torch has
+  `torch.backends.mkldnn.conv.fp32_precision` (>= 2.7; else they stay fp32,
+  and the flags say so). The recurrent step's product and everything else stay
+  fp32. On a device other than the CPU it is refused (`check_fp32_precision`).
 * `train.amp` runs what it says. Before training, one forward and backward of
   a tiny model of the run's RNN type under the autocast it asked for measures
   the dtype the RNN actually computes in (vendor autocast wrappers may cast
@@ -52,9 +59,25 @@ def _new_api() -> bool:
     return _attr(torch.backends, "cuda.matmul.fp32_precision") is not None
 
 
+def check_fp32_precision(mode: str, device_type: str) -> None:
+    """PrecisionError (one line) when `mode` cannot run on `device_type`."""
+    if mode == "bf16" and device_type != "cpu":
+        raise PrecisionError(f"train.fp32_precision bf16 is a CPU setting (AMX/AVX512-BF16 "
+                             f"GEMMs); on {device_type} use tf32 or train.amp=bf16")
+
+
 def apply_fp32_precision(mode: str) -> dict[str, Any]:
-    """Set fp32 math to `mode` ("ieee" or "tf32") everywhere; returns the flags as read back."""
+    """Set fp32 math to `mode` ("ieee", "tf32" or "bf16") everywhere; returns the flags as
+    read back. "bf16" leaves the accelerator switches at IEEE fp32."""
+    from reference.model.kernels import set_bf16_gemm
+
     tf32 = mode == "tf32"
+    set_bf16_gemm(mode == "bf16")
+    conv = _attr(torch.backends, "mkldnn.conv")
+    if conv is not None and _attr(conv, "fp32_precision") is not None:
+        # "none" is torch's default (follow the global setting, IEEE unless changed).
+        conv.fp32_precision = "bf16" if mode == "bf16" else "none"
+    mode = "ieee" if mode == "bf16" else mode
     b = torch.backends
     if _new_api():
         for path, _ in _NEW_API:
@@ -85,6 +108,13 @@ def precision_flags() -> dict[str, Any]:
         mod = _attr(b, path)
         if _attr(mod, "allow_tf32") is not None:
             out[name] = bool(mod.allow_tf32)
+    for path, name in (("mkldnn.conv", "mkldnn_conv"), ("mkldnn.matmul", "mkldnn_matmul")):
+        value = _attr(_attr(b, path), "fp32_precision")
+        if value is not None:
+            out[f"{name}_fp32_precision"] = value
+    from reference.model.kernels import bf16_gemm
+
+    out["cpu_gru_gemm_dtype"] = "bfloat16" if bf16_gemm() else "float32"
     return out
 
 

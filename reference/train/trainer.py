@@ -137,6 +137,7 @@ class Trainer:
         threads = cfg.train.threads or default_threads(self.dist.local_world_size)
         if dev.type == "cpu":
             torch.set_num_threads(threads)
+        precision.check_fp32_precision(cfg.train.fp32_precision, dev.type)
         fp32_flags = precision.apply_fp32_precision(cfg.train.fp32_precision)
         self.amp = precision.plan_amp(cfg.train.amp, cfg.model, cfg.features, dev)
         torch.manual_seed(cfg.train.seed)

@@ -32,7 +32,7 @@ def test_run_succeeds_and_describes_itself(single_run):
     stack = desc["stack"]  # what `make doctor` prints, recorded for this run
     assert stack["torch"]["version"] == torch.__version__ and stack["device"]["kind"] == "cpu"
     assert stack["device"]["backend"] == "gloo" and stack["threads"]["ranks_per_node"] == 1
-    assert desc["precision"] == {"fp32_precision": "ieee", "amp": "off"}
+    assert desc["precision"] == {"fp32_precision": "bf16", "amp": "off"}  # as tiny names it
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
 
 
@@ -50,7 +50,7 @@ def test_log_sequence_and_status(single_run):
     assert platform == "1xCPU"
     # The precision that ran: fp32 math as the benchmark names it, the RNN's measured dtype.
     value = {r["key"]: r["value"] for r in recs}
-    assert (value["ds2_amp"], value["ds2_fp32_precision"]) == ("off", "ieee")
+    assert (value["ds2_amp"], value["ds2_fp32_precision"]) == ("off", "bf16")
     assert (value["ds2_rnn_dtype"], value["ds2_grad_scaler"]) == ("float32", False)
 
 

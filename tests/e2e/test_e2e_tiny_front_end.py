@@ -3,8 +3,8 @@
 The other end-to-end runs use the reference front end on live weights (see
 `e2e_util.SMALL`); this one keeps what tiny ships: 64 mel bands with 11-wide
 kernels, and a weight average (decay 0.995) as the evaluated model. The log
-must say so, and `harness eval` of the run's checkpoint must score what the
-run logged.
+must say so (and the bf16 GEMMs of `train.fp32_precision`), and `harness eval`
+of the run's checkpoint must score what the run logged.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def _tiny_front() -> list[str]:
     kernels = ",".join(str(k) for k in tiny.model.conv_freq_kernels)
     return [f"features.mel_bins={tiny.features.mel_bins}", f"model.conv_freq_kernels=[{kernels}]",
             f"model.conv_channels={tiny.model.conv_channels}",
-            f"train.ema_decay={tiny.train.ema_decay}", "train.epochs=2"]
+            f"train.ema_decay={tiny.train.ema_decay}",
+            f"train.fp32_precision={tiny.train.fp32_precision}", "train.epochs=2"]
 
 
 def test_log_names_the_front_end_and_eval_reproduces_the_average(mini_corpus, tmp_path):
@@ -40,6 +41,11 @@ def test_log_names_the_front_end_and_eval_reproduces_the_average(mini_corpus, tm
     assert logged["model_eval_ema_factor"] == 0.995
     assert logged["ds2_features"]["mel_bins"] == 64
     assert logged["ds2_conv_freq_kernels"] == [11, 11]
+    # bf16 GEMMs on the CPU, named in the log and read back in the run's description.
+    assert logged["ds2_fp32_precision"] == "bf16"
+    assert logged["ds2_precision_flags"]["cpu_gru_gemm_dtype"] == "bfloat16"
+    desc = json.loads((run_dir / "description.json").read_text())
+    assert desc["precision"]["fp32_precision"] == "bf16"
     last = metrics(run_dir, "eval")[-1]
     ckpt = sorted((run_dir / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)[-1]
     threads = json.loads((run_dir / "description.json").read_text())["threads_per_rank"]

@@ -532,16 +532,29 @@ def test_failures_are_one_line_each(tmp_path: Path, valid: Records) -> None:
 
 
 def test_eval_offset_of_tiny(tmp_path: Path) -> None:
-    """tiny evaluates from 15000 samples on (train.eval_start_samples; 3000 an epoch):
-    a log without evaluations before that passes; one missing an evaluation after it
-    (at an epoch end, or at a grid point inside an epoch) fails."""
+    """tiny evaluates from train.eval_start_samples (15000) on: a log without evaluations
+    before that passes; one missing an evaluation after it (at an epoch end, or at a grid
+    point inside an epoch) fails."""
+    from reference.config import load_config
+    from reference.train.schedule import eval_steps
+
+    t = load_config("tiny").train
+    assert t.eval_start_samples == 15000
+    gb, steps = t.global_batch, 3000 // t.global_batch
     wers = (90.0, 80.0, 70.0, 60.0, 50.0, 40.0, 22.0)
     ok = write_valid_log(tmp_path / "ok.log", benchmark="tiny", wers=wers)
     recs = read_records(ok)
-    evals = [r["metadata"]["samples_count"] for r in recs if r["key"] == C.EVAL_ACCURACY]
-    assert min(evals) == 15000 and check_log(ok).failures == []
-    for what, nth, message in [("epoch 5's end", 0, "every epoch must be followed by its evaluation"),
-                               ("a quarter into epoch 6", 1, "an evaluation is missing at an eval point")]:
+    evals = [(r["metadata"]["samples_count"], r["metadata"]["epoch_num"])
+             for r in recs if r["key"] == C.EVAL_ACCURACY]
+    first_epoch = next(e for e in range(1, 8) if e * steps * gb >= 15000 or
+                       eval_steps(steps, gb, t.eval_every_samples, e, 15000))
+    first = (first_epoch - 1) * steps * gb + gb * min(
+        eval_steps(steps, gb, t.eval_every_samples, first_epoch, 15000) or [steps])
+    assert evals[0][0] == first >= 15000 and check_log(ok).failures == []
+    epoch_end = next(k for k, (_, pos) in enumerate(evals) if isinstance(pos, int))
+    inside = next(k for k, (_, pos) in enumerate(evals) if not isinstance(pos, int))
+    for what, nth, message in [("an epoch end", epoch_end, "every epoch must be followed by its evaluation"),
+                               ("a quarter epoch", inside, "an evaluation is missing at an eval point")]:
         cut = read_records(ok)
         i, j = find(cut, C.EVAL_START, nth), find(cut, C.EVAL_STOP, nth)
         del cut[i:j + 1]

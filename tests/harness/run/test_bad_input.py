@@ -77,11 +77,11 @@ def test_eval_refuses_what_is_not_a_checkpoint(tmp_path, capsys, mini_corpus, na
 
 
 def test_cards_that_do_not_divide_the_global_batch_are_refused_with_the_fix(tmp_path, capsys):
-    # tiny fixes the global batch at 8: 16 cards cannot split it, and the run is
+    # tiny fixes the global batch at 16: 3 cards cannot split it, and the run is
     # refused (never re-batched silently) with the SET= that would make it valid.
     runs = tmp_path / "runs"
-    assert _main(["bench", "--runs", str(runs), "--cards", "16", "--device", "cpu"]) == 2
+    assert _main(["bench", "--runs", str(runs), "--cards", "3", "--device", "cpu"]) == 2
     lines = _lines(capsys.readouterr().err)
-    assert len(lines) == 1 and "train.global_batch: 8 is not divisible by 16 cards" in lines[0]
-    assert 'SET="train.global_batch=16"' in lines[0]
+    assert len(lines) == 1 and "train.global_batch: 16 is not divisible by 3 cards" in lines[0]
+    assert 'SET="train.global_batch=48"' in lines[0]
     assert not runs.exists()

@@ -78,3 +78,30 @@ def test_stock_kernels_switch(monkeypatch):
     assert not use_fast_gru(gru, x)
     monkeypatch.setenv(ENV, "0")
     assert use_fast_gru(gru, x)
+
+
+def test_bf16_large_gemms_are_close_and_really_bf16(monkeypatch):
+    """train.fp32_precision bf16: the four large GEMMs take bfloat16 operands. Outputs and
+    gradients stay float32 and within bf16's rounding of the fp32 ones; they differ from
+    them (the switch does something), and the switch is read at forward time."""
+    import reference.model.gru as G
+    from reference.model import kernels
+
+    torch.manual_seed(0)
+    grus = [torch.nn.GRU(24, 32) for _ in range(2)]
+    xs = [torch.randn(12, 4, 24, requires_grad=True) for _ in range(2)]
+    ws = [torch.randn(12, 4, 32) for _ in range(2)]
+    ref_out, ref_grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    calls = []
+    real_bmm = torch.bmm
+    monkeypatch.setattr(G.torch, "bmm", lambda a, b, **kw: calls.append(a.dtype) or real_bmm(a, b, **kw))
+    monkeypatch.setattr(kernels, "_bf16_gemm", True)
+    out, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    monkeypatch.setattr(G.torch, "bmm", real_bmm)
+    assert calls.count(torch.bfloat16) == 4  # input projection, d_x, d_W_ih, d_W_hh
+    assert all(o.dtype == torch.float32 for o in out) and all(g.dtype == torch.float32 for g in grads)
+    for o, r in zip(out, ref_out):
+        assert not torch.equal(o, r)
+        torch.testing.assert_close(o, r, rtol=2e-2, atol=2e-2)
+    for a, b in zip(grads, ref_grads):
+        assert (a - b).norm() <= 2e-2 * b.norm()

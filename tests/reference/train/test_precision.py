@@ -15,7 +15,19 @@ CPU = torch.device("cpu")
 @pytest.fixture
 def restore_flags():
     """These switches are process-wide: put them back as they were."""
+    from reference.model import kernels
+
     b = torch.backends
+    conv = precision._attr(b, "mkldnn.conv")
+    saved_conv = precision._attr(conv, "fp32_precision")
+    saved_bf16 = kernels.bf16_gemm()
+    yield from _restore_accelerator_flags(b)
+    if saved_conv is not None:
+        conv.fp32_precision = saved_conv
+    kernels.set_bf16_gemm(saved_bf16)
+
+
+def _restore_accelerator_flags(b):
     if precision._new_api():
         saved = {p: precision._attr(b, p).fp32_precision for p, _ in precision._NEW_API}
         yield
@@ -31,16 +43,39 @@ def restore_flags():
 def test_fp32_precision_sets_every_switch(restore_flags):
     ieee = apply_fp32_precision("ieee")
     tf32 = apply_fp32_precision("tf32")
-    assert ieee == precision.precision_flags() or tf32 == precision.precision_flags()
+    assert tf32 == precision.precision_flags()
+    cpu = {"cpu_gru_gemm_dtype", "mkldnn_conv_fp32_precision", "mkldnn_matmul_fp32_precision"}
+    acc_ieee = {k: v for k, v in ieee.items() if k not in cpu}
+    acc_tf32 = {k: v for k, v in tf32.items() if k not in cpu}
     if precision._new_api():
-        assert set(ieee.values()) == {"ieee"} and set(tf32.values()) == {"tf32"}
-        assert set(ieee) == {"cuda_matmul_fp32_precision", "cudnn_conv_fp32_precision",
-                             "cudnn_rnn_fp32_precision"}
+        assert set(acc_ieee.values()) == {"ieee"} and set(acc_tf32.values()) == {"tf32"}
+        assert set(acc_ieee) == {"cuda_matmul_fp32_precision", "cudnn_conv_fp32_precision",
+                                 "cudnn_rnn_fp32_precision"}
     else:
-        assert ieee == {"cuda_matmul_allow_tf32": False, "cudnn_allow_tf32": False,
-                        "float32_matmul_precision": "highest"}
-        assert tf32 == {"cuda_matmul_allow_tf32": True, "cudnn_allow_tf32": True,
-                        "float32_matmul_precision": "high"}
+        assert acc_ieee == {"cuda_matmul_allow_tf32": False, "cudnn_allow_tf32": False,
+                            "float32_matmul_precision": "highest"}
+        assert acc_tf32 == {"cuda_matmul_allow_tf32": True, "cudnn_allow_tf32": True,
+                            "float32_matmul_precision": "high"}
+    assert ieee["cpu_gru_gemm_dtype"] == tf32["cpu_gru_gemm_dtype"] == "float32"
+
+
+def test_bf16_fp32_math_is_a_cpu_setting_and_says_what_it_set(restore_flags):
+    from reference.model.kernels import bf16_gemm
+
+    flags = apply_fp32_precision("bf16")
+    assert bf16_gemm() and flags["cpu_gru_gemm_dtype"] == "bfloat16"
+    # The accelerator switches stay IEEE; oneDNN convolutions follow where torch has the API.
+    assert all(v in ("ieee", False, "highest") for k, v in flags.items()
+               if k.startswith(("cuda", "cudnn", "float32")))
+    if precision._attr(torch.backends, "mkldnn.conv.fp32_precision") is not None:
+        assert flags["mkldnn_conv_fp32_precision"] == "bf16"
+        assert flags["mkldnn_matmul_fp32_precision"] != "bf16"  # the recurrent step: fp32
+    back = apply_fp32_precision("ieee")
+    assert not bf16_gemm() and back["cpu_gru_gemm_dtype"] == "float32"
+    precision.check_fp32_precision("bf16", "cpu")
+    with pytest.raises(PrecisionError, match="bf16 is a CPU setting.*on cuda"):
+        precision.check_fp32_precision("bf16", "cuda")
+    precision.check_fp32_precision("tf32", "cuda")
 
 
 @pytest.mark.parametrize("rnn", ["gru", "lstm"])
