@@ -229,6 +229,7 @@ def _flush_cache(run_dir: Path, cfg, record: bool = True) -> None:
 def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     from reference.config import ConfigError, load_config, resolve_cards
     from reference.device import DeviceError
+    from reference.train.precision import PrecisionError, check_fp32_precision
 
     spec = LaunchSpec(cards=cards or args.cards or 1, nnodes=args.nnodes, node_rank=args.node_rank,
                       rdzv_endpoint=args.rdzv_endpoint, device=args.device, timeout_s=args.timeout,
@@ -257,12 +258,8 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         overrides = list(args.overrides)
         base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
         division = _run_division(args, base, spec.world_size)
-        from reference.train.precision import PrecisionError, check_fp32_precision
-
-        try:  # before any run directory: bf16 fp32 math is a CPU setting
-            check_fp32_precision(base.train.fp32_precision, spec.device)
-        except PrecisionError as err:
-            raise _Refused(f"{base.name}: {err}") from None
+        # Before any run directory: bf16 fp32 math is a CPU setting.
+        check_fp32_precision(base.train.fp32_precision, spec.device)
         if division == "open" and base.division == "closed":
             overrides.append("division=open")  # what config.yaml, and so the log, will say
             base.division = "open"
@@ -272,7 +269,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
     except ConfigError as err:
         print(f"[harness] config error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except _Refused as err:
+    except (_Refused, PrecisionError) as err:
         print(f"[harness] {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     seed0 = base.train.seed

@@ -7,6 +7,7 @@ every step (a pure function of epoch and step, so a resumed run matches).
 """
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 import torch
@@ -51,6 +52,7 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[torch.nn.Parameter],
     return torch.optim.AdamW(params, **kwargs)
 
 
+@functools.lru_cache(maxsize=None)
 def cpu_fused_adamw() -> bool:
     """Whether this torch has the fused AdamW kernel for CPU tensors (torch >= 2.4);
     torch 2.1-2.3 refuse `fused=True` for CPU parameters when it is built."""

@@ -32,6 +32,7 @@ from torch import nn
 
 from reference.config import FeatureConfig, ModelConfig
 from reference.device import autocast_enabled, device_module
+from reference.model.kernels import bf16_gemm, set_bf16_gemm
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _NEW_API = (("cuda.matmul", "cuda_matmul"), ("cudnn.conv", "cudnn_conv"), ("cudnn.rnn", "cudnn_rnn"))
@@ -69,8 +70,6 @@ def check_fp32_precision(mode: str, device_type: str) -> None:
 def apply_fp32_precision(mode: str) -> dict[str, Any]:
     """Set fp32 math to `mode` ("ieee", "tf32" or "bf16") everywhere; returns the flags as
     read back. "bf16" leaves the accelerator switches at IEEE fp32."""
-    from reference.model.kernels import set_bf16_gemm
-
     tf32 = mode == "tf32"
     set_bf16_gemm(mode == "bf16")
     conv = _attr(torch.backends, "mkldnn.conv")
@@ -112,8 +111,6 @@ def precision_flags() -> dict[str, Any]:
         value = _attr(_attr(b, path), "fp32_precision")
         if value is not None:
             out[f"{name}_fp32_precision"] = value
-    from reference.model.kernels import bf16_gemm
-
     out["cpu_gru_gemm_dtype"] = "bfloat16" if bf16_gemm() else "float32"
     return out
 

@@ -595,26 +595,24 @@ class Trainer:
                 self._emit(rec)
                 self.hooks.on_epoch_end(epoch, rec)
                 reached = rec["target_reached"]  # at an evaluation inside the epoch
-                if not reached and not evaluates_epoch_end(
-                        epoch, cfg.train.epochs, self.batches.steps_per_epoch,
-                        self.batches.global_batch, cfg.train.eval_start_samples):
-                    # Before train.eval_start_samples: no evaluation, the checkpoint all the same.
+                if not reached:
                     res.epochs_completed = epoch
-                    res.epochs_trained = float(epoch)
-                    self.save(epoch, self.batches.steps_per_epoch)
+                    spe = self.batches.steps_per_epoch
+                    if evaluates_epoch_end(epoch, cfg.train.epochs, spe, self.batches.global_batch,
+                                           cfg.train.eval_start_samples):
+                        reached = self._eval_point(epoch, spe)
+                        ev = res.final_eval
+                        scores = (f"WER(ref) {ev['wer_ref(%)']:.2f}% WER(corpus) "
+                                  f"{ev['wer_corpus(%)']:.2f}% CER {ev['cer(%)']:.2f}% ")
+                        tail = f"elapsed {ev['elapsed(s)']:.0f}s"
+                    else:  # before train.eval_start_samples: no evaluation, a checkpoint all the same
+                        res.epochs_trained = float(epoch)
+                        self.save(epoch, spe)
+                        scores, tail = "", f"(no evaluation before {cfg.train.eval_start_samples} samples)"
                     if self.dist.is_main:
-                        print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} "
-                              f"thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s (no evaluation "
-                              f"before {cfg.train.eval_start_samples} samples)", file=sys.stderr, flush=True)
-                elif not reached:
-                    res.epochs_completed = epoch
-                    reached = self._eval_point(epoch, self.batches.steps_per_epoch)
-                    ev = res.final_eval
-                    if self.dist.is_main:
-                        print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} "
-                              f"WER(ref) {ev['wer_ref(%)']:.2f}% WER(corpus) {ev['wer_corpus(%)']:.2f}% "
-                              f"CER {ev['cer(%)']:.2f}% thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s "
-                              f"elapsed {ev['elapsed(s)']:.0f}s", file=sys.stderr, flush=True)
+                        print(f"[epoch {epoch}] loss(nll/utt) {rec['loss_ctc_nll_per_utt']:.3f} {scores}"
+                              f"thr {rec['throughput(utt/s)'] or float('nan'):.1f} utt/s {tail}",
+                              file=sys.stderr, flush=True)
                 self.hooks.on_block_end(epoch)
                 if reached:
                     break
