@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference.device import autocast_enabled
-from reference.model.kernels import fast_paths_enabled
+from reference.model.kernels import CONV_FRAMES_QUANTUM, fast_paths_enabled, round_up
 
 
 class _DilatedWgradConv2d(torch.autograd.Function):
@@ -79,4 +79,17 @@ class StridedConv2d(nn.Conv2d):
         if (x.device.type != "cpu" or x.dtype != torch.float32 or not torch.is_grad_enabled()
                 or autocast_enabled("cpu") or not fast_paths_enabled()):
             return super().forward(x)
-        return _DilatedWgradConv2d.apply(x, self.weight, self.bias, tuple(self.stride))
+        return self.fast_forward(x)
+
+    def fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The CPU training path, whatever the dtype (tests check it in float64)."""
+        # Time padded to a quantum so oneDNN reuses its kernels across batches
+        # (reference/model/kernels.py); without padding in the convolution, the
+        # outputs kept read only real frames, and the cropped ones get zero gradient.
+        frames = x.shape[-1]
+        padded = round_up(frames, CONV_FRAMES_QUANTUM)
+        if padded != frames:
+            x = F.pad(x, (0, padded - frames))
+        y = _DilatedWgradConv2d.apply(x, self.weight, self.bias, tuple(self.stride))
+        keep = (frames - self.kernel_size[1]) // self.stride[1] + 1
+        return y[..., :keep]

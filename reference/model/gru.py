@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from reference.device import autocast_enabled
-from reference.model.kernels import bf16_gemm, fast_paths_enabled
+from reference.model.kernels import GEMM_ROWS_QUANTUM, bf16_gemm, fast_paths_enabled, round_up
 
 
 # At large H the per-step product (B × H)·(H × 3H) is bound by streaming the
@@ -52,13 +52,29 @@ def _onednn_ok(x: torch.Tensor, h_size: int) -> bool:
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
 
 
+def _rows_padded(a: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """(D, T, B, N) or (D, T·B, N) `a` (any strides) copied into a (D, R, N) tensor,
+    R = T·B rounded up to GEMM_ROWS_QUANTUM, zeros after row T·B, bfloat16 under
+    bf16: the GEMMs over all T·B rows then see a few dozen shapes a run
+    (reference/model/kernels.py), and zero rows add nothing to a product."""
+    dirs, n = a.shape[0], a.shape[-1]
+    rows = a[0, ..., 0].numel()
+    out = a.new_empty(dirs, round_up(rows, GEMM_ROWS_QUANTUM), n,
+                      dtype=torch.bfloat16 if bf16 else a.dtype)
+    out[:, :rows].view(a.shape).copy_(a)
+    out[:, rows:].zero_()
+    return out
+
+
 def _bulk(a: torch.Tensor, b: torch.Tensor, bf16: bool) -> torch.Tensor:
-    """The batched product a·b (D, M, K)·(D, K, N) over all T·B rows, in float32 or,
-    under `train.fp32_precision: bf16`, with bfloat16 operands (AMX on recent
-    Xeons, ~5x the fp32 rate here) and a float32 result."""
-    if not bf16:
-        return torch.bmm(a, b)
-    return torch.bmm(a.to(torch.bfloat16), b.to(torch.bfloat16)).float()
+    """The batched product a·b (D, M, K)·(D, K, N) over padded T·B rows (see
+    `_rows_padded`), in float32 or, under `train.fp32_precision: bf16`, with
+    bfloat16 operands (AMX on recent Xeons, ~5x the fp32 rate here) and a float32
+    result."""
+    if bf16:
+        a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)
+    out = torch.bmm(a, b)
+    return out.float() if bf16 else out
 
 
 class _Recurrence:
@@ -119,7 +135,9 @@ class _GRUFunction(torch.autograd.Function):
         # The large GEMMs (this one and the three of backward) may run in bf16
         # (train.fp32_precision); the recurrent step's product always runs in fp32.
         ctx.bf16 = bf16_gemm()
-        gi = _bulk(x.reshape(dirs, t_len * batch, -1), w_ih.transpose(1, 2), ctx.bf16)
+        rows = t_len * batch
+        gi = _bulk(_rows_padded(x, ctx.bf16),
+                   w_ih.transpose(1, 2), ctx.bf16)[:, :rows]
         gi += b_ih.unsqueeze(1)
         gi = gi.view(dirs, t_len, batch, 3 * h_size).transpose(0, 1).contiguous()
         # b_hr and b_hz only ever add to the input part: fold them in once; b_hn
@@ -193,15 +211,15 @@ class _GRUFunction(torch.autograd.Function):
         d_gi_t[..., :2 * h_size] = d_gh[..., :2 * h_size]
         torch.mul(dhs, a, out=d_gi_t[..., 2 * h_size:])
         d_gi = d_gi.view(dirs, rows, 3 * h_size)
-        # Cast once for the two products that read it (the bias gradient sums fp32).
-        d_gi_m = d_gi.to(torch.bfloat16) if ctx.bf16 else d_gi
-        d_gh_d = d_gh.transpose(0, 1).reshape(dirs, rows, 3 * h_size)
-        h_d = h_prev.transpose(0, 1).reshape(dirs, rows, h_size)
-        x_d = x.reshape(dirs, rows, -1)
-        grad_x = _bulk(d_gi_m, w_ih, ctx.bf16).view_as(x) if ctx.needs_input_grad[0] else None
-        grad_w_ih = _bulk(d_gi_m.transpose(1, 2), x_d, ctx.bf16)
-        grad_w_hh = _bulk(d_gh_d.transpose(1, 2), h_d, ctx.bf16)
-        return grad_x, grad_w_ih, grad_w_hh, d_gi.sum(1), d_gh_d.sum(1)
+        # Padded (and cast) once for the two products that read it; the bias
+        # gradients sum the fp32 originals.
+        d_gi_m = _rows_padded(d_gi, ctx.bf16)
+        grad_x = (_bulk(d_gi_m, w_ih, ctx.bf16)[:, :rows].view_as(x)
+                  if ctx.needs_input_grad[0] else None)
+        grad_w_ih = _bulk(d_gi_m.transpose(1, 2), _rows_padded(x, ctx.bf16), ctx.bf16)
+        grad_w_hh = _bulk(_rows_padded(d_gh.transpose(0, 1), ctx.bf16).transpose(1, 2),
+                          _rows_padded(h_prev.transpose(0, 1), ctx.bf16), ctx.bf16)
+        return grad_x, grad_w_ih, grad_w_hh, d_gi.sum(1), d_gh.sum((0, 2))
 
 
 def use_fast_gru(rnn: torch.nn.Module, x: torch.Tensor) -> bool:

@@ -11,10 +11,11 @@
 * `train.fp32_precision: bf16` is CPU-only, the analogue of TF32 there: tensors
   stay fp32, but the CPU GRU's large GEMMs (the input projection and the three
   weight/input gradients, `reference/model/gru.py`) take bfloat16 operands
-  with fp32 results, as do oneDNN's convolutions where this torch has
-  `torch.backends.mkldnn.conv.fp32_precision` (>= 2.7; else they stay fp32,
-  and the flags say so). The recurrent step's product and everything else stay
-  fp32. On a device other than the CPU it is refused (`check_fp32_precision`).
+  with fp32 results. oneDNN's convolutions stay fp32 (torch >= 2.7 could run
+  them in bf16, `torch.backends.mkldnn.conv.fp32_precision`; on the 2-core
+  AMX machine that was slower: 15.8 against 13.6 ms a step on cached shapes,
+  76 against 22 ms on new ones), and the flags say so. The recurrent step's
+  product and everything else stay fp32. On a device other than the CPU it is refused (`check_fp32_precision`).
 * `train.amp` runs what it says. Before training, one forward and backward of
   a tiny model of the run's RNN type under the autocast it asked for measures
   the dtype the RNN actually computes in (vendor autocast wrappers may cast
@@ -74,8 +75,9 @@ def apply_fp32_precision(mode: str) -> dict[str, Any]:
     set_bf16_gemm(mode == "bf16")
     conv = _attr(torch.backends, "mkldnn.conv")
     if conv is not None and _attr(conv, "fp32_precision") is not None:
-        # "none" is torch's default (follow the global setting, IEEE unless changed).
-        conv.fp32_precision = "bf16" if mode == "bf16" else "none"
+        # torch's default, "none" (follow the global setting, IEEE unless changed),
+        # whatever the mode: bf16 convolutions were slower (module docstring).
+        conv.fp32_precision = "none"
     mode = "ieee" if mode == "bf16" else mode
     b = torch.backends
     if _new_api():

@@ -8,6 +8,20 @@ from reference.model.conv import StridedConv2d, _DilatedWgradConv2d
 from reference.model.deepspeech2 import DeepSpeech2
 
 
+def _uses_rewrite(y: torch.Tensor) -> bool:
+    """Whether the dilated-wgrad Function is in y's graph (behind the time crop)."""
+    todo, seen = [y.grad_fn], set()
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if "DilatedWgrad" in type(fn).__name__:
+            return True
+        todo.extend(f for f, _ in fn.next_functions)
+    return False
+
+
 def _grads(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> list[torch.Tensor]:
     conv.zero_grad()
     x = x.detach().requires_grad_(x.shape[1] > 1)  # conv1's input (features) needs no grad
@@ -44,7 +58,7 @@ def test_float32_training_path_is_taken_and_close():
     fast.load_state_dict(native.state_dict())
     x = torch.randn(2, 4, 61, 40)
     y = fast(x.requires_grad_())
-    assert y.grad_fn is not None and "DilatedWgrad" in type(y.grad_fn).__name__
+    assert _uses_rewrite(y)
     w = torch.randn_like(y)
     for a, b in zip(_grads(fast, x, w), _grads(native, x, w)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
@@ -72,6 +86,33 @@ def test_stock_kernels_switch_takes_the_native_gradient():
 
     conv = StridedConv2d(2, 3, (5, 3), (2, 1))
     x = torch.randn(1, 2, 20, 10, requires_grad=True)
-    assert "DilatedWgrad" in type(conv(x).grad_fn).__name__
+    assert _uses_rewrite(conv(x))
     with stock_kernels():
-        assert "DilatedWgrad" not in type(conv(x).grad_fn).__name__
+        assert not _uses_rewrite(conv(x))
+
+
+@pytest.mark.parametrize("frames", [40, 48, 57])
+def test_kernels_see_quantized_frames_and_outputs_are_exact(monkeypatch, frames):
+    """The fast path pads time to CONV_FRAMES_QUANTUM for oneDNN's kernel cache: every
+    convolution it runs (forward and weight gradient) sees a padded length, and the
+    output, cropped, keeps the unpadded shape and equals the unpadded convolution
+    (float64 through the same Function: exact up to rounding)."""
+    import reference.model.conv as C
+    from reference.model.kernels import CONV_FRAMES_QUANTUM
+
+    torch.manual_seed(frames)
+    conv = StridedConv2d(3, 4, (7, 11), (2, 2)).double()
+    x = torch.randn(2, 3, 30, frames, dtype=torch.double)
+    w = torch.randn(2, 4, 12, (frames - 11) // 2 + 1, dtype=torch.double)
+    ref = _DilatedWgradConv2d.apply(x, conv.weight, conv.bias, (2, 2))
+    ref_grads = torch.autograd.grad((ref * w).sum(), [conv.weight, conv.bias])
+    seen = []
+    real = C.F.conv2d
+    monkeypatch.setattr(C.F, "conv2d", lambda a, *r, **k: seen.append(a.shape) or real(a, *r, **k))
+    y = conv.fast_forward(x)  # forward() takes it for float32 only
+    grads = torch.autograd.grad((y * w).sum(), [conv.weight, conv.bias])
+    assert y.shape == ref.shape
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert len(seen) == 2 and all(s[-1] % CONV_FRAMES_QUANTUM == 0 for s in seen)

@@ -105,3 +105,33 @@ def test_bf16_large_gemms_are_close_and_really_bf16(monkeypatch):
         torch.testing.assert_close(o, r, rtol=2e-2, atol=2e-2)
     for a, b in zip(grads, ref_grads):
         assert (a - b).norm() <= 2e-2 * b.norm()
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_large_gemms_see_quantized_rows(monkeypatch, bf16):
+    """The four GEMMs over all T·B rows run on rows padded to GEMM_ROWS_QUANTUM (oneDNN's
+    kernel cache, reference/model/kernels.py): the T·B dimension of every operand is a
+    multiple of it, and outputs and gradients equal the unpadded ones (float64 algebra
+    is pinned above; here float32 against the same code with a quantum of 1)."""
+    import reference.model.gru as G
+    from reference.model import kernels
+
+    monkeypatch.setattr(kernels, "_bf16_gemm", bf16)
+    torch.manual_seed(3)
+    grus = [torch.nn.GRU(10, 12) for _ in range(2)]
+    xs = [torch.randn(13, 3, 10, requires_grad=True) for _ in range(2)]  # 39 rows
+    ws = [torch.randn(13, 3, 12) for _ in range(2)]
+    monkeypatch.setattr(G, "GEMM_ROWS_QUANTUM", 1)
+    ref_out, ref_grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    monkeypatch.setattr(G, "GEMM_ROWS_QUANTUM", 16)
+    shapes = []
+    real = G._bulk
+    monkeypatch.setattr(G, "_bulk", lambda a, b, bf: shapes.append((a.shape, b.shape)) or real(a, b, bf))
+    out, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    # input projection and d_x: (D, rows, ·)·(D, ·, ·); d_W_ih, d_W_hh: (D, ·, rows)·(D, rows, ·)
+    assert [s[0][1] for s in shapes[:1]] == [48] and shapes[1][0][1] == 48
+    assert all(s[1][1] == 48 for s in shapes[2:]) and len(shapes) == 4
+    for o, r in zip(out, ref_out):
+        torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
