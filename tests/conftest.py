@@ -25,7 +25,8 @@ def mini_corpus(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _cpu_fp32_math_back_to_ieee():
     """A Trainer built in-process sets tiny's `train.fp32_precision: bf16`, which is
-    process-wide (the GRU's GEMM switch, oneDNN's convolution precision): put the CPU
+    process-wide (the GRU's GEMM switch; oneDNN's convolution precision, which it
+    puts back to "none"): put the CPU
     side back to IEEE fp32 after each test, as a fresh process has it."""
     yield
     import torch
