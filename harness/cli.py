@@ -118,10 +118,14 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result, indent=1))
         return 0
     from harness.run.bench import run_bench, run_scaling
+    from harness.run.launch import Terminated
 
-    if args.command == "scaling":
-        return run_scaling(args, args.sweep)
-    return run_bench(args)
+    try:
+        if args.command == "scaling":
+            return run_scaling(args, args.sweep)
+        return run_bench(args)
+    except Terminated as stop:  # the run's log is closed and its summary printed
+        return stop.code
 
 
 def _forward(cmd: str, rest: list[str]) -> int:

@@ -8,7 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from harness.run.launch import LaunchSpec, launch
+from harness.run.launch import LaunchSpec, Terminated, launch
 from harness.run.rundir import create_run_dir
 
 
@@ -252,9 +252,7 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
                 print(err, file=sys.stderr)
                 return EXIT_BAD_INPUT
             _flush_cache(run_dir, resumed_cfg)
-            code = launch(spec, run_dir, resume=True, submission=args.submission)
-            _print_summary(run_dir, code)
-            return code
+            return _launch_and_report(spec, run_dir, args, resume=True)
         overrides = list(args.overrides)
         base = resolve_cards(load_config(args.benchmark, overrides), spec.world_size)
         division = _run_division(args, base, spec.world_size)
@@ -297,10 +295,28 @@ def run_bench(args: argparse.Namespace, cards: int | None = None) -> int:
         _flush_cache(run_dir, cfg, record=spec.node_rank == 0)
         print(f"[harness] run {k + 1}/{args.repeat}: {run_dir} ({spec.world_size} x {device}, "
               f"seed {cfg.train.seed})", file=sys.stderr, flush=True)
-        code = launch(spec, run_dir, submission=args.submission)
-        _print_summary(run_dir, code)
+        try:
+            code = _launch_and_report(spec, run_dir, args)
+        except Terminated as stop:
+            if k + 1 < args.repeat:  # every run of a set counts: none starts after a stop
+                print(f"[harness] {stop}: the set stops; runs {k + 2}-{args.repeat} of "
+                      f"{args.repeat} not started", file=sys.stderr)
+            raise
         worst = worst or code
     return worst
+
+
+def _launch_and_report(spec: LaunchSpec, run_dir: Path, args: argparse.Namespace,
+                       resume: bool = False) -> int:
+    """Launch one run and print its summary line, also when the launcher is signalled
+    (`Terminated` then goes on up: no further run of a set or sweep starts)."""
+    try:
+        code = launch(spec, run_dir, resume=resume, submission=args.submission)
+    except Terminated as stop:
+        _print_summary(run_dir, stop.code)
+        raise
+    _print_summary(run_dir, code)
+    return code
 
 
 def run_scaling(args: argparse.Namespace, sweep: list[int]) -> int:

@@ -80,8 +80,19 @@ def _die_with_parent() -> None:
         pass
 
 
+class Terminated(Exception):
+    """The launcher itself got SIGTERM/SIGINT (Ctrl-C, a scheduler's preemption): the
+    run's log is closed; whoever started it must not start another (a REPEAT set or
+    a scaling sweep stops). `code` is the run's exit code."""
+
+    def __init__(self, signum: int, code: int) -> None:
+        super().__init__(f"launcher received {signal.Signals(signum).name}")
+        self.code = code
+
+
 def supervise(cmd: list[str], run_dir: Path, env: dict[str, str]) -> int:
-    """Run the workers; on any exit, leave a log that ends in run_stop. Returns the exit code."""
+    """Run the workers; on any exit, leave a log that ends in run_stop. Returns the exit
+    code; raises `Terminated` (after that) when the launcher was signalled."""
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
     got_signal: list[int] = []
 
@@ -127,6 +138,8 @@ def supervise(cmd: list[str], run_dir: Path, env: dict[str, str]) -> int:
     if _close_log_if_open(run_dir, why):
         print(f"[harness] {run_dir}: log closed with run_stop aborted ({why})", file=sys.stderr)
         code = code or 1
+    if got_signal:
+        raise Terminated(got_signal[0], code or 1)
     return code
 
 

@@ -4,6 +4,8 @@
 * to `harness bench` of a run with DataLoader workers (as the closed benchmarks
   use): the signal reaches the whole process group; the workers ignore it and
   the trainer stops at its step boundary (not `DataLoader worker ... killed`);
+* to `harness bench --repeat 2` during its first run: that run ends as above and
+  the second never starts (a set is stopped, not shortened silently);
 * to one rank of two: the ranks decide together (the flag rides on the step's
   all-reduce), so both stop at the same step and nobody waits for a peer that left.
 """
@@ -34,10 +36,10 @@ def _started_log(runs: Path, timeout: float = 120) -> Path:
 
 
 def _signalled_run(runs: Path, corpus: Path, cards: int, overrides: list[str],
-                   target: str) -> tuple[int, str, Path, float]:
+                   target: str, extra: tuple[str, ...] = ()) -> tuple[int, str, Path, float]:
     """Start a long run, SIGTERM `target` ("launcher" or "rank1") once it trains;
     (exit code, output, log, seconds from the signal to the end)."""
-    proc = subprocess.Popen(bench_cmd(runs, corpus, cards=cards,
+    proc = subprocess.Popen(bench_cmd(runs, corpus, *extra, cards=cards,
                                       overrides=["train.epochs=50", "train.target_wer=1",
                                                  "train.threads=1", *overrides]),
                             cwd=REPO, env=harness_env(), stdout=subprocess.PIPE,
@@ -83,4 +85,13 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step(mini_corpus, tmp_path):
     assert took < 60, f"job took {took:.0f}s to end after the signal"
     # Rank 0 never got the signal: it stopped because rank 1 said so, at the same step,
     # and left through the trainer (checkpoint, result.json), not through torchrun's kill.
+    assert "Traceback" not in out, out[-3000:]
+
+
+def test_sigterm_to_a_repeat_set_stops_the_set(mini_corpus, tmp_path):
+    code, out, log, _ = _signalled_run(tmp_path, mini_corpus, 1, [], "launcher",
+                                       extra=("--repeat", "2"))
+    _assert_terminated(code, out, log)
+    assert "launcher received SIGTERM: the set stops; runs 2-2 of 2 not started" in out, out[-3000:]
+    assert [d for d in tmp_path.iterdir() if d.is_dir()] == [log.parent]
     assert "Traceback" not in out, out[-3000:]
