@@ -135,3 +135,35 @@ def test_large_gemms_see_quantized_rows(monkeypatch, bf16):
         torch.testing.assert_close(o, r, rtol=1e-5, atol=1e-5)
     for a, b in zip(grads, ref_grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_scripted_loops_equal_the_interpreted_ones_and_fall_back(monkeypatch):
+    """The step loops run under TorchScript where it compiles them: the same operators
+    in the same order, so outputs and gradients are bitwise those of the Python loops;
+    where torch.jit.script is gone or refuses, the Python function itself runs."""
+    import reference.model.gru as G
+
+    torch.manual_seed(5)
+    grus = [torch.nn.GRU(10, 12) for _ in range(2)]
+    xs = [torch.randn(9, 3, 10, requires_grad=True) for _ in range(2)]
+    ws = [torch.randn(9, 3, 12) for _ in range(2)]
+    monkeypatch.setattr(G, "SCRIPT_LOOPS", False)
+    ref_out, ref_grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    monkeypatch.setattr(G, "SCRIPT_LOOPS", True)
+    out, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+    assert isinstance(G._scripted("forward"), torch.jit.ScriptFunction)
+    assert all(torch.equal(a, b) for a, b in zip([*out, *grads], [*ref_out, *ref_grads]))
+
+    def refuse(fn):
+        raise RuntimeError("no TorchScript here")
+
+    G._scripted.cache_clear()
+    try:
+        monkeypatch.setattr(torch.jit, "script", refuse)
+        assert G._scripted("forward") is G._forward_steps
+        assert G._scripted("backward") is G._backward_steps
+        out, grads = _outputs_and_grads(gru_directions, grus, xs, ws)
+        assert all(torch.equal(a, b) for a, b in zip([*out, *grads], [*ref_out, *ref_grads]))
+    finally:
+        monkeypatch.undo()
+        G._scripted.cache_clear()
