@@ -24,16 +24,11 @@ def mini_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def _cpu_fp32_math_back_to_ieee():
-    """A Trainer built in-process sets tiny's `train.fp32_precision: bf16`, which is
-    process-wide (the GRU's GEMM switch; oneDNN's convolution precision, which it
-    puts back to "none"): put the CPU
-    side back to IEEE fp32 after each test, as a fresh process has it."""
+    """A Trainer built in-process sets tiny's `train.fp32_precision: bf16`, whose GRU
+    GEMM switch is process-wide: put it back to fp32 after each test, as a fresh
+    process has it (oneDNN's convolution precision is left at torch's default by
+    every mode)."""
     yield
-    import torch
-
     from reference.model.kernels import set_bf16_gemm
 
     set_bf16_gemm(False)
-    conv = getattr(getattr(torch.backends, "mkldnn", None), "conv", None)
-    if conv is not None and getattr(conv, "fp32_precision", None) is not None:
-        conv.fp32_precision = "none"

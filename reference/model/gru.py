@@ -176,11 +176,12 @@ def _backward_steps(dhs: torch.Tensor, d_gh: torch.Tensor, factors: torch.Tensor
 
 
 SCRIPT_LOOPS = True  # A/B switch for measurements; the loops are exact either way
+_STEPS = {"forward": _forward_steps, "backward": _backward_steps}
 
 
 @functools.lru_cache(maxsize=None)
 def _scripted(name: str) -> Callable[..., None]:
-    fn = _forward_steps if name == "forward" else _backward_steps
+    fn = _STEPS[name]
     try:
         # TorchScript runs the same loop with less interpreter overhead per operator
         # (~15-25 % of the loop at H 256, measured); deprecated in recent torch, so
@@ -193,9 +194,7 @@ def _scripted(name: str) -> Callable[..., None]:
 
 
 def _loop(name: str) -> Callable[..., None]:
-    if SCRIPT_LOOPS:
-        return _scripted(name)
-    return _forward_steps if name == "forward" else _backward_steps
+    return _scripted(name) if SCRIPT_LOOPS else _STEPS[name]
 
 
 class _GRUFunction(torch.autograd.Function):
@@ -212,8 +211,10 @@ class _GRUFunction(torch.autograd.Function):
         # (train.fp32_precision); the recurrent step's product always runs in fp32.
         ctx.bf16 = bf16_gemm()
         rows = t_len * batch
-        gi = _bulk(_rows_padded(x, ctx.bf16),
-                   w_ih.transpose(1, 2), ctx.bf16)[:, :rows]
+        # x padded (and cast) once: backward's weight gradient reads the same operand.
+        x_rows = _rows_padded(x, ctx.bf16)
+        ctx.x_shape = x.shape
+        gi = _bulk(x_rows, w_ih.transpose(1, 2), ctx.bf16)[:, :rows]
         gi += b_ih.unsqueeze(1)
         gi = gi.view(dirs, t_len, batch, 3 * h_size).transpose(0, 1).contiguous()
         # b_hr and b_hz only ever add to the input part: fold them in once; b_hn
@@ -238,12 +239,12 @@ class _GRUFunction(torch.autograd.Function):
             for t in range(t_len):
                 recur.into(h_in[t], gh_t[t])
                 _gates(t, hs, gi, gh, rz, ns)
-        ctx.save_for_backward(x, w_ih, w_hh, hs, rz, ns, gh)
+        ctx.save_for_backward(x_rows, w_ih, w_hh, hs, rz, ns, gh)
         return hs[1:, ..., :h_size]
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):
-        x, w_ih, w_hh, hs, rz, ns, gh = ctx.saved_tensors
+        x_rows, w_ih, w_hh, hs, rz, ns, gh = ctx.saved_tensors
         t_len, dirs, batch, h_size = ns.shape
         grad_out = grad_out.contiguous()
         r, z = rz[..., :h_size], rz[..., h_size:]
@@ -260,15 +261,15 @@ class _GRUFunction(torch.autograd.Function):
         # instead of 15 and a stack.
         omz = torch.rsub(z, 1)
         a = torch.addcmul(omz, omz, ns * ns, value=-1)
-        factors = x.new_empty(t_len, dirs, batch, 3, h_size)
+        factors = ns.new_empty(t_len, dirs, batch, 3, h_size)
         f_r, f_z, f_n = factors.unbind(3)
         torch.mul(a, r, out=f_n)
         torch.mul(f_n, ghn, out=f_r).addcmul_(f_r, r, value=-1)
         torch.sub(h_prev, ns, out=f_z).mul_(z).mul_(omz)
         # Per step: d_gh = dh · factors[t] (one op), then
         # dh(t-1) = grad_out(t-1) + dh · z + d_gh · W_hh (two, in place).
-        d_gh = x.new_empty(t_len, dirs, batch, 3 * h_size)
-        dhs = x.new_empty(t_len, dirs, batch, h_size)  # dh at every step
+        d_gh = ns.new_empty(t_len, dirs, batch, 3 * h_size)
+        dhs = ns.new_empty(t_len, dirs, batch, h_size)  # dh at every step
         dhs[t_len - 1] = grad_out[t_len - 1]
         back = _Recurrence(w_hh.transpose(1, 2), None, ctx.onednn)  # d_gh → d_gh·W_hh
         if back.packed is None:
@@ -291,13 +292,13 @@ class _GRUFunction(torch.autograd.Function):
         d_b_ih = torch.cat([d_b_hh[:, :2 * h_size], d_n.sum(0).sum(1)], 1)
         # d(W_ih·x) = (d_r, d_z, d_n) straight into its direction-major, padded (and
         # cast) copy for the two products that read it.
-        d_gi = _padded_rows(x, dirs, rows, h3, ctx.bf16)
+        d_gi = _padded_rows(ns, dirs, rows, h3, ctx.bf16)
         body = d_gi[:, :rows].view(dirs, t_len, batch, h3).transpose(0, 1)
         body[..., :2 * h_size].copy_(d_gh[..., :2 * h_size])
         body[..., 2 * h_size:].copy_(d_n)
-        grad_x = (_bulk(d_gi, w_ih, ctx.bf16)[:, :rows].view_as(x)
+        grad_x = (_bulk(d_gi, w_ih, ctx.bf16)[:, :rows].view(ctx.x_shape)
                   if ctx.needs_input_grad[0] else None)
-        grad_w_ih = _bulk(d_gi.transpose(1, 2), _rows_padded(x, ctx.bf16), ctx.bf16)
+        grad_w_ih = _bulk(d_gi.transpose(1, 2), x_rows, ctx.bf16)
         grad_w_hh = _bulk(_rows_padded(d_gh.transpose(0, 1), ctx.bf16).transpose(1, 2),
                           _rows_padded(h_prev.transpose(0, 1), ctx.bf16), ctx.bf16)
         return grad_x, grad_w_ih, grad_w_hh, d_b_ih, d_b_hh
