@@ -240,6 +240,10 @@ class TrainConfig:
     # Evaluate an exponential moving average of the weights with this decay
     # (reference/train/ema.py); 0: evaluate the live weights.
     ema_decay: float = 0.0
+    # Host malloc (glibc) settings that keep a step's freed memory for the next
+    # step instead of returning it to the kernel (reference/train/host_malloc.py):
+    # "tuned", or "default" to leave glibc as it starts. Numerics do not change.
+    host_malloc: Literal["tuned", "default"] = "tuned"
 
     def validate(self, where: str) -> None:
         _check(self.batch_per_card >= 1, where, "batch_per_card", "must be >= 1", self.batch_per_card)

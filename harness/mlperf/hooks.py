@@ -71,6 +71,8 @@ class MLPerfHooks(TrainerHooks):
                 self.log.event("ds2_precision_flags", prec["flags"])
         if info.get("optimizer_impl"):  # torch's fused / foreach / for-loop update
             self.log.event("ds2_optimizer_impl", info["optimizer_impl"])
+        if info.get("host_malloc"):  # glibc malloc tuned, left at its defaults, or the user's
+            self.log.event("ds2_host_malloc", info["host_malloc"])
         self.log.end("init_stop")
 
     def on_run_start(self) -> None:

@@ -38,6 +38,7 @@ from reference.config import (BenchmarkConfig, FeatureConfig, ModelConfig, Optim
                               resolve_cards)
 from reference.data.features import num_bins, num_frames
 from reference.device import pick_device
+from reference.train.host_malloc import tune_host_malloc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +116,9 @@ def main(argv: list[str]) -> int:
     threads = args.threads or cores
     device = pick_device(args.device, 0)
     torch.set_num_threads(threads)
+    # The allocator settings a training run makes (train.host_malloc's default),
+    # so the step measured here is the step a run takes.
+    tune_host_malloc()
     watch = LoadWatch(cores)
     watch.mark("start")
 
@@ -230,6 +234,7 @@ def _config(args: argparse.Namespace, cores: int, device: torch.device,
             watch: LoadWatch) -> dict[str, Any]:
     return {
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+        "host_malloc": tune_host_malloc(),
         "cores": cores, "ranks": 1, "device": str(device), "accelerator": accelerator_name(device),
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "cpu_model": cpu_model(), "platform": platform.platform(),

@@ -41,6 +41,7 @@ from reference.train.hooks import TrainerHooks
 from reference.train.metrics import summarize, utterance_errors
 from reference.model.deepspeech2 import DeepSpeech2, count_parameters
 from reference.model.loss import ctc_per_utterance
+from reference.train.host_malloc import tune_host_malloc
 from reference.train.optim import build_optimizer, epoch_lr, optimizer_impl, set_lr, step_lr
 from reference.data.sampler import TrainBatches, eval_batches
 from reference.train.progress import EpochProgress
@@ -137,6 +138,7 @@ class Trainer:
         threads = cfg.train.threads or default_threads(self.dist.local_world_size)
         if dev.type == "cpu":
             torch.set_num_threads(threads)
+        host_malloc = tune_host_malloc(cfg.train.host_malloc == "tuned")
         precision.check_fp32_precision(cfg.train.fp32_precision, dev.type)
         fp32_flags = precision.apply_fp32_precision(cfg.train.fp32_precision)
         self.amp = precision.plan_amp(cfg.train.amp, cfg.model, cfg.features, dev)
@@ -187,6 +189,7 @@ class Trainer:
             "device": str(dev),
             "world_size": self.dist.world_size,
             "optimizer_impl": optimizer_impl(self.optimizer),
+            "host_malloc": host_malloc,
             "resumed_from_epoch": self.start_epoch if self.resume else None,
             "precision": {"fp32_precision": cfg.train.fp32_precision, **self.amp.info(),
                           "flags": fp32_flags},

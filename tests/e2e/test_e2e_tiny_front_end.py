@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from e2e_util import REPO, harness_env, metrics, mllog, only_run_dir, run_bench
+from reference.train import host_malloc
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +47,11 @@ def test_log_names_the_front_end_and_eval_reproduces_the_average(mini_corpus, tm
     assert logged["ds2_precision_flags"]["cpu_gru_gemm_dtype"] == "bfloat16"
     desc = json.loads((run_dir / "description.json").read_text())
     assert desc["precision"]["fp32_precision"] == "bf16"
+    # The host allocator as it held for the run (glibc tuned, unless this machine
+    # has another C runtime or the environment chose its own malloc).
+    assert logged["ds2_host_malloc"]["mode"] in {"tuned", "unavailable", "user"}
+    if host_malloc._glibc() is not None and host_malloc.user_choice(harness_env()) is None:
+        assert logged["ds2_host_malloc"]["mode"] == "tuned"
     last = metrics(run_dir, "eval")[-1]
     ckpt = sorted((run_dir / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)[-1]
     threads = json.loads((run_dir / "description.json").read_text())["threads_per_rank"]
