@@ -1,27 +1,27 @@
-"""Strided Conv2d whose weight gradient is a dilated convolution (CPU fast path).
+"""Strided Conv2d whose CPU training path pads time to a quantum (oneDNN's kernel cache).
 
-DS2's front-end convolutions have large kernels (41×11, 21×11) and strides
-(2,2)/(2,1). On CPU, oneDNN computes their *weight* gradient 5–9× slower than
-the forward convolution of the same FLOPs (measured on this project's 2-core
-machines: conv1 forward 34 ms, weight gradient 244 ms at batch 16 × 2 s). The
-weight gradient of a strided convolution is itself a convolution:
+DS2's front-end convolutions (no padding, strides (2,2)/(2,1)) see a new time
+length on almost every training batch, and oneDNN JIT-compiles a kernel for
+every new shape. On the CPU training path the input's frames are padded with
+zeros up to a multiple of `CONV_FRAMES_QUANTUM` (reference/model/kernels.py)
+and the output is cropped back to the frames the unpadded convolution gives:
+the kept outputs read only real frames, the cropped ones get zero gradient,
+so values and gradients are those of the unpadded convolution.
 
-    dW[o, i, kh, kw] = Σ_{b, y, x} dY[b, o, y, x] · X[b, i, s_h·y + kh, s_w·x + kw]
+Until the eighth session this path also computed the weight gradient as a
+dilated forward convolution, because oneDNN's own weight gradient had been
+measured 5-9x slower than the forward. Measured again on torch 2.1.2 and
+2.13.0 (2-core Xeon, quantized shapes), oneDNN's own is now the faster one:
+tiny's conv1 0.82 against 1.66 ms and conv2 2.85 against 3.47 ms at batch 16;
+reference-size conv1 14.5 against 77.6 ms and conv2 95 against 170 ms; the
+whole tiny training step 87.5 -> 90.9 utt/s (interleaved A/B). So autograd's
+native backward runs (docs/PERFORMANCE.md).
 
-i.e. X with batch and channels swapped (batch = i, channels = b), convolved
-with dY (out = o, in = b, kernel = the output's spatial size) at dilation =
-the stride, cropped to the kernel size. That forward convolution runs at the
-machine's normal conv rate. Results equal the native gradient up to fp32
-summation order (pinned by tests/reference/model/test_conv.py).
-
-Only the CPU uses the rewrite; CUDA/MLU keep their vendor kernels (cuDNN/CNNL
-weight gradients are not slow there and the rewrite was never measured on
-them). The module is an `nn.Conv2d`, so state dicts and checkpoints are
+Only the CPU takes this path; CUDA/MLU, eval and autocast keep the stock
+module. The module is an `nn.Conv2d`, so state dicts and checkpoints are
 unchanged.
 """
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,43 +31,8 @@ from reference.device import autocast_enabled
 from reference.model.kernels import CONV_FRAMES_QUANTUM, fast_paths_enabled, round_up
 
 
-class _DilatedWgradConv2d(torch.autograd.Function):
-    """conv2d (no padding, no dilation, groups 1) with the dilated weight gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                stride: tuple[int, int]) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.stride = stride
-        ctx.has_bias = bias is not None
-        return F.conv2d(x, weight, bias, stride)
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        stride = ctx.stride
-        grad_out = grad_out.contiguous()
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            # Input gradient: the native kernel (only the input half is asked for).
-            grad_x = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, None, list(stride), [0, 0], [1, 1], False, [0, 0], 1,
-                [True, False, False])[0]
-        if ctx.needs_input_grad[1]:
-            kh, kw = weight.shape[2], weight.shape[3]
-            # (C_in, B, H, W) ⋆ (C_out, B, H_out, W_out), dilation = stride → (C_in, C_out, ≥kh, ≥kw)
-            full = F.conv2d(x.transpose(0, 1), grad_out.transpose(0, 1), dilation=stride)
-            # Copy into the weight's own layout: `.contiguous()` keeps odd strides
-            # on size-1 dims (conv1 has one input channel), which DDP's gradient
-            # buckets reject with a warning and an extra copy.
-            grad_w = torch.empty_like(weight).copy_(full[:, :, :kh, :kw].transpose(0, 1))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad_out.sum(dim=(0, 2, 3))
-        return grad_x, grad_w, grad_b, None
-
-
 class StridedConv2d(nn.Conv2d):
-    """`nn.Conv2d` without padding whose CPU weight gradient uses the dilated rewrite."""
+    """`nn.Conv2d` without padding whose CPU training path sees quantized time lengths."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int],
                  stride: tuple[int, int], bias: bool = True) -> None:
@@ -75,7 +40,7 @@ class StridedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Anything but plain fp32 CPU training (autocast, other devices, eval) takes the
-        # stock path: the rewrite is only measured, and only needed, there.
+        # stock path: the padding is only measured, and only needed, there.
         if (x.device.type != "cpu" or x.dtype != torch.float32 or not torch.is_grad_enabled()
                 or autocast_enabled("cpu") or not fast_paths_enabled()):
             return super().forward(x)
@@ -90,6 +55,6 @@ class StridedConv2d(nn.Conv2d):
         padded = round_up(frames, CONV_FRAMES_QUANTUM)
         if padded != frames:
             x = F.pad(x, (0, padded - frames))
-        y = _DilatedWgradConv2d.apply(x, self.weight, self.bias, tuple(self.stride))
+        y = F.conv2d(x, self.weight, self.bias, tuple(self.stride))
         keep = (frames - self.kernel_size[1]) // self.stride[1] + 1
         return y[..., :keep]
