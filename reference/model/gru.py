@@ -73,14 +73,19 @@ def _rows_padded(a: torch.Tensor, bf16: bool) -> torch.Tensor:
     return out
 
 
-def _bulk(a: torch.Tensor, b: torch.Tensor, bf16: bool) -> torch.Tensor:
+def _product(a: torch.Tensor, b: torch.Tensor, bf16: bool) -> torch.Tensor:
     """The batched product a·b (D, M, K)·(D, K, N) over padded T·B rows (see
     `_rows_padded`), in float32 or, under `train.fp32_precision: bf16`, with
-    bfloat16 operands (AMX on recent Xeons, ~5x the fp32 rate here) and a float32
-    result."""
+    bfloat16 operands (AMX on recent Xeons, ~5x the fp32 rate here), fp32
+    accumulation and a bfloat16 result, which the caller's next pass reads."""
     if bf16:
         a, b = a.to(torch.bfloat16), b.to(torch.bfloat16)
-    out = torch.bmm(a, b)
+    return torch.bmm(a, b)
+
+
+def _bulk(a: torch.Tensor, b: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """`_product` with the operands' own dtype for a result (float32 under bf16)."""
+    out = _product(a, b, bf16)
     return out.float() if bf16 else out
 
 
@@ -214,13 +219,17 @@ class _GRUFunction(torch.autograd.Function):
         # x padded (and cast) once: backward's weight gradient reads the same operand.
         x_rows = _rows_padded(x, ctx.bf16)
         ctx.x_shape = x.shape
-        gi = _bulk(x_rows, w_ih.transpose(1, 2), ctx.bf16)[:, :rows]
-        gi += b_ih.unsqueeze(1)
-        gi = gi.view(dirs, t_len, batch, 3 * h_size).transpose(0, 1).contiguous()
-        # b_hr and b_hz only ever add to the input part: fold them in once; b_hn
+        # b_hr and b_hz only ever add to the input part: fold them into b_ih's; b_hn
         # stays with the step's product (r multiplies W_hn·h + b_hn), added by the
         # GEMM through the state's constant-1 column (see _Recurrence).
-        gi[..., :2 * h_size] += b_hh[:, :2 * h_size].unsqueeze(1)
+        bias = torch.cat([b_ih[:, :2 * h_size] + b_hh[:, :2 * h_size], b_ih[:, 2 * h_size:]], 1)
+        # One pass from the product (bf16 or fp32, direction-major) to the loop's
+        # time-major fp32 gi with the bias added (a cast, a transpose and two bias
+        # adds were four passes over T·D·B·3H).
+        gi = x.new_empty(t_len, dirs, batch, 3 * h_size)
+        torch.add(_product(x_rows, w_ih.transpose(1, 2), ctx.bf16)[:, :rows]
+                  .view(dirs, t_len, batch, 3 * h_size).transpose(0, 1),
+                  bias.view(1, dirs, 1, 3 * h_size), out=gi)
         onednn = _onednn_ok(x, h_size)
         ctx.onednn = onednn
         hn_bias = torch.cat([torch.zeros_like(b_hh[:, :2 * h_size]), b_hh[:, 2 * h_size:]], 1)
