@@ -38,7 +38,8 @@ _bf16_gemm = False  # train.fp32_precision bf16 (reference/train/precision.py)
 
 
 def set_bf16_gemm(on: bool) -> None:
-    """Let the CPU GRU's large GEMMs compute in bfloat16 (fp32 in and out)."""
+    """Let the CPU GRU's large GEMMs take bfloat16 operands (fp32 accumulation; the
+    products come back rounded to bfloat16 and are carried on in fp32)."""
     global _bf16_gemm
     _bf16_gemm = bool(on)
 

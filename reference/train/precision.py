@@ -11,7 +11,8 @@
 * `train.fp32_precision: bf16` is CPU-only, the analogue of TF32 there: tensors
   stay fp32, but the CPU GRU's large GEMMs (the input projection and the three
   weight/input gradients, `reference/model/gru.py`) take bfloat16 operands
-  with fp32 results. oneDNN's convolutions stay fp32 (torch >= 2.7 could run
+  with fp32 accumulation; their products come back rounded to bfloat16 and
+  are carried on in fp32. oneDNN's convolutions stay fp32 (torch >= 2.7 could run
   them in bf16, `torch.backends.mkldnn.conv.fp32_precision`; on the 2-core
   AMX machine that was slower: 15.8 against 13.6 ms a step on cached shapes,
   76 against 22 ms on new ones), and the flags say so. The recurrent step's
