@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 # free, so every page is faulted in afresh; tuned, the heap top is reused.
 _GROWING = """
 import json, resource, sys, torch
+torch.set_num_threads(1)  # one thread touches the pages: no thread pool in the count
 sys.path.insert(0, {root!r})
 from reference.train.host_malloc import tune_host_malloc
 info = tune_host_malloc() if {tune} else {{"mode": "untouched"}}
@@ -47,10 +48,11 @@ def test_tuned_malloc_reuses_freed_memory_instead_of_faulting_it_in_again() -> N
     default, tuned = _faults(False), _faults(True)
     assert tuned["info"]["mode"] == "tuned"
     assert tuned["info"]["mmap_threshold"] == 32 << 20 and "refused" not in tuned["info"]
-    # 465 MiB touched in all: ~119k faults when each block is fresh, ~8k when
-    # only the heap's growth (30 MiB) is.
-    assert default["faults"] > 60_000, default
-    assert tuned["faults"] < default["faults"] / 4, (tuned, default)
+    # 465 MiB touched in all: ~119k faults when each block is mapped afresh; tuned,
+    # 8k-30k over a dozen runs on torch 2.1.2 and 2.13 (the heap's growth, 30 MiB,
+    # and what the heap's placement adds), so the bound leaves room below 60k.
+    assert default["faults"] > 100_000, default
+    assert tuned["faults"] < default["faults"] / 2, (tuned, default)
 
 
 @pytest.mark.parametrize("env, reason", [
