@@ -28,8 +28,11 @@ deterministic noise waveforms of ~2 s with random feasible targets. The
 JSON says which (``data.source``).
 
 MFU = achieved model training FLOP/s (`harness.perf.flops`, useful frames only)
-÷ the best GEMM rate at the precision the model runs (IEEE fp32 on CPU; TF32
-on CUDA with cuDNN's default; bf16/fp16 under autocast), taken over squares
+÷ the best GEMM rate at the precision the model runs (IEEE fp32 on CPU, or
+bf16 where that is faster for a row whose CPU GRU GEMMs take bf16 operands, as
+tiny trains with ``train.fp32_precision: bf16``: the record names it,
+``mfu_peak_precision``; TF32 on CUDA with cuDNN's default; bf16/fp16 under
+autocast), taken over squares
 and the measured models' own GEMM shapes (`harness.perf.peaks`), in the same
 run, on the same device and at the same thread count: the 1-thread row is
 divided by rates measured at 1 thread (``matmul.one_thread``), never by the

@@ -12,7 +12,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from reference.config import AugmentConfig, DataConfig, FeatureConfig
 from reference.data.loader import Batch
 from reference.device import synchronize
 from reference.data.features import featurize
-from reference.model.kernels import stock_kernels
+from reference.model.kernels import bf16_gemm, set_bf16_gemm, stock_kernels
 from reference.labels import encode
 from reference.model.deepspeech2 import count_parameters, output_frames
 from reference.train.step import POLL_EVERY_STEPS, StepFlags
@@ -44,7 +44,8 @@ def measure_training(spec: ModelSpec, source: DataSource, feat: FeatureConfig,
     n_batches = spec.warmup + spec.steps + spec.breakdown_steps
     item_lists = source.make_batches(spec.batch, n_batches)  # decoded outside the clock
     kernels = stock_kernels() if spec.stock else contextlib.nullcontext()
-    with torch_threads(spec.threads) as threads, kernels:
+    with torch_threads(spec.threads) as threads, kernels, \
+            step_precision(spec.fp32_precision, device):
         runner = StepRunner(spec, feat, aug, device)
         res = TrainMeasure(spec, count_parameters(runner.model), threads=threads)
         log(f"[perf] {spec.label}: {res.parameters / 1e6:.1f} M parameters, batch {spec.batch}, "
@@ -52,6 +53,18 @@ def measure_training(spec: ModelSpec, source: DataSource, feat: FeatureConfig,
             f"{spec.warmup} warm-up + {spec.steps} timed steps")
         _run_steps(runner, res, item_lists, feat, device)
     return res
+
+
+@contextlib.contextmanager
+def step_precision(fp32_precision: str, device: torch.device) -> Iterator[None]:
+    """The CPU GRU's bf16 GEMMs on for a "bf16" spec on the CPU (what the trainer's
+    `apply_fp32_precision` switches for it), restored afterwards; nothing elsewhere."""
+    previous = bf16_gemm()
+    set_bf16_gemm(fp32_precision == "bf16" and device.type == "cpu")
+    try:
+        yield
+    finally:
+        set_bf16_gemm(previous)
 
 
 def _run_steps(runner: StepRunner, res: TrainMeasure, item_lists: list[list[Item]],

@@ -46,6 +46,7 @@ def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig,
     return {
         "key": s.key, "label": s.label, "model": vars(s.model).copy(), "batch": s.batch,
         "optimizer": s.optim.name, "parameters": m.parameters, "warmup_steps": s.warmup,
+        "fp32_precision": s.fp32_precision,
         "threads": m.threads,
         "timed_steps": m.timed_steps, "utterances": m.utterances, "time_s": m.time_s,
         "throughput_utt_s": m.utt_s, "step_time_s": m.step_s,
@@ -200,6 +201,12 @@ def table(result: dict[str, Any]) -> str:
                  f"over squares and the models' own shapes, same thread count; bw-bound: utt/s if a "
                  f"step only streamed the recurrent weights, fwd+bwd, at the copy rate "
                  f"{_fmt(result.get('memory_bandwidth_gbs'))} GB/s)")
+    for r in result["training"].values():
+        used = r.get("mfu_peak_precision")
+        if used and used != mm.get("precision", "ieee"):
+            lines.append(f"  {r['key']}: MFU and ceiling against the best {used} GEMM rate "
+                         f"({_fmt(r['mfu_peak_gflops'])} GFLOP/s): its step runs with "
+                         f"train.fp32_precision {r.get('fp32_precision')}")
     for r in result["training"].values():
         if r.get("mfu", 0) > 1.0:
             lines.append(f"  ** {r['key']}: MFU > 100%: the peak is under-measured, or a kernel "

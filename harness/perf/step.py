@@ -42,6 +42,9 @@ class ModelSpec:
     # Features of this model; None: tiny's. The seed's and the reference's models take
     # the linear spectrogram their front-end kernels are sized for.
     features: FeatureConfig | None = None
+    # train.fp32_precision the step runs under: "bf16" lets the CPU GRU's large GEMMs
+    # take bf16 operands, as tiny trains (CPU only; elsewhere the step stays IEEE).
+    fp32_precision: str = "ieee"
 
     def features_or(self, tiny: FeatureConfig) -> FeatureConfig:
         return self.features or tiny

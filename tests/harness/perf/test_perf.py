@@ -125,7 +125,13 @@ def test_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert _positive(data["matmul"]["best_gflops"])
     assert data["matmul"]["one_thread"] is None  # --quick: no 1-thread row, no 1-thread matmul
     tiny = data["training"]["tiny"]
-    assert tiny["threads"] == 1 and tiny["mfu_peak_gflops"] == data["matmul"]["best_gflops"]
+    # tiny as it trains (bf16 GEMMs in the CPU GRU); its MFU against the faster of the
+    # IEEE and bf16 peaks measured in the run, named in the record.
+    assert tiny["fp32_precision"] == "bf16"
+    ieee = data["matmul"]["best_gflops"]
+    bf16 = (data["matmul"]["by_precision"].get("bf16") or {}).get("best_gflops") or 0.0
+    assert tiny["threads"] == 1 and tiny["mfu_peak_gflops"] == max(ieee, bf16)
+    assert tiny["mfu_peak_precision"] == ("bf16" if bf16 > ieee else "ieee")
     for key in ("throughput_utt_s", "step_time_s", "train_gflop_per_utt", "achieved_gflops",
                 "mfu", "parameters", "utterances", "time_s"):
         assert _positive(tiny[key]), (key, tiny[key])
@@ -205,3 +211,20 @@ def test_side_by_side_row_reads_the_newest_seedcmp(tmp_path: Path) -> None:
     assert row["measured"] == 3.5 and row["met"] is True and "20260102T000000" in row["note"]
     assert ref_row["measured"] == 2.5 and ref_row["met"] is False and "3x2560" in ref_row["target"]
     assert latest(tmp_path / "nothing") is None
+
+
+def test_step_precision_switches_the_bf16_gemms_for_a_cpu_spec_only_and_restores():
+    from harness.perf.measure import step_precision
+    from reference.model import kernels
+
+    kernels.set_bf16_gemm(False)
+    with step_precision("bf16", torch.device("cpu")):
+        assert kernels.bf16_gemm()
+    assert not kernels.bf16_gemm()
+    with step_precision("bf16", torch.device("meta")):  # not the CPU: IEEE stays
+        assert not kernels.bf16_gemm()
+    kernels.set_bf16_gemm(True)
+    with step_precision("ieee", torch.device("cpu")):
+        assert not kernels.bf16_gemm()
+    assert kernels.bf16_gemm()
+    kernels.set_bf16_gemm(False)
