@@ -109,7 +109,7 @@ def _records(measures: list[TrainMeasure], peaks: dict[int, float], fallback: fl
     training = {}
     for m in measures:
         peak, used = peaks.get(m.threads, fallback), precision
-        if m.spec.fp32_precision == "bf16" and m.spec.threads is None and (bf16_peak or 0) > peak:
+        if m.fp32_precision == "bf16" and m.spec.threads is None and (bf16_peak or 0) > peak:
             peak, used = bf16_peak, "bf16"
         rec = train_record(m, peak, m.spec.features_or(feat), bandwidth_gbs)
         rec["mfu_peak_precision"] = used

@@ -45,9 +45,10 @@ def measure_training(spec: ModelSpec, source: DataSource, feat: FeatureConfig,
     item_lists = source.make_batches(spec.batch, n_batches)  # decoded outside the clock
     kernels = stock_kernels() if spec.stock else contextlib.nullcontext()
     with torch_threads(spec.threads) as threads, kernels, \
-            step_precision(spec.fp32_precision, device):
+            step_precision(spec.fp32_precision, device) as precision:
         runner = StepRunner(spec, feat, aug, device)
-        res = TrainMeasure(spec, count_parameters(runner.model), threads=threads)
+        res = TrainMeasure(spec, count_parameters(runner.model), threads=threads,
+                           fp32_precision=precision)
         log(f"[perf] {spec.label}: {res.parameters / 1e6:.1f} M parameters, batch {spec.batch}, "
             f"{threads} thread{'s' if threads != 1 else ''}, "
             f"{spec.warmup} warm-up + {spec.steps} timed steps")
@@ -56,13 +57,15 @@ def measure_training(spec: ModelSpec, source: DataSource, feat: FeatureConfig,
 
 
 @contextlib.contextmanager
-def step_precision(fp32_precision: str, device: torch.device) -> Iterator[None]:
+def step_precision(fp32_precision: str, device: torch.device) -> Iterator[str]:
     """The CPU GRU's bf16 GEMMs on for a "bf16" spec on the CPU (what the trainer's
-    `apply_fp32_precision` switches for it), restored afterwards; nothing elsewhere."""
+    `apply_fp32_precision` switches for it), restored afterwards; nothing elsewhere.
+    Yields the precision the steps run at ("bf16" or "ieee")."""
     previous = bf16_gemm()
-    set_bf16_gemm(fp32_precision == "bf16" and device.type == "cpu")
+    on = fp32_precision == "bf16" and device.type == "cpu"
+    set_bf16_gemm(on)
     try:
-        yield
+        yield "bf16" if on else "ieee"
     finally:
         set_bf16_gemm(previous)
 

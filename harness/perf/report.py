@@ -46,7 +46,7 @@ def train_record(m: TrainMeasure, peak_gflops: float, feat: FeatureConfig,
     return {
         "key": s.key, "label": s.label, "model": vars(s.model).copy(), "batch": s.batch,
         "optimizer": s.optim.name, "parameters": m.parameters, "warmup_steps": s.warmup,
-        "fp32_precision": s.fp32_precision,
+        "fp32_precision": m.fp32_precision,
         "threads": m.threads,
         "timed_steps": m.timed_steps, "utterances": m.utterances, "time_s": m.time_s,
         "throughput_utt_s": m.utt_s, "step_time_s": m.step_s,

@@ -55,6 +55,7 @@ class TrainMeasure:
     spec: ModelSpec
     parameters: int
     threads: int = 0  # torch threads the steps ran at
+    fp32_precision: str = "ieee"  # what the steps ran at (spec's "bf16" is CPU-only)
     timed_steps: int = 0
     utterances: int = 0
     time_s: float = 0.0

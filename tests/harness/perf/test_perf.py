@@ -218,13 +218,13 @@ def test_step_precision_switches_the_bf16_gemms_for_a_cpu_spec_only_and_restores
     from reference.model import kernels
 
     kernels.set_bf16_gemm(False)
-    with step_precision("bf16", torch.device("cpu")):
-        assert kernels.bf16_gemm()
+    with step_precision("bf16", torch.device("cpu")) as used:
+        assert kernels.bf16_gemm() and used == "bf16"
     assert not kernels.bf16_gemm()
-    with step_precision("bf16", torch.device("meta")):  # not the CPU: IEEE stays
-        assert not kernels.bf16_gemm()
+    with step_precision("bf16", torch.device("meta")) as used:  # not the CPU: IEEE stays
+        assert not kernels.bf16_gemm() and used == "ieee"
     kernels.set_bf16_gemm(True)
-    with step_precision("ieee", torch.device("cpu")):
-        assert not kernels.bf16_gemm()
+    with step_precision("ieee", torch.device("cpu")) as used:
+        assert not kernels.bf16_gemm() and used == "ieee"
     assert kernels.bf16_gemm()
     kernels.set_bf16_gemm(False)
