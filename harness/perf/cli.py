@@ -129,7 +129,7 @@ def main(argv: list[str]) -> int:
     torch.set_num_threads(threads)
     # The allocator settings a training run makes (train.host_malloc's default),
     # so the step measured here is the step a run takes.
-    tune_host_malloc()
+    host_malloc = tune_host_malloc()
     watch = LoadWatch(cores)
     watch.mark("start")
 
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> int:
         "schema": "ds2bench.perf/1",
         "timestamp_utc": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": ["python", "-m", "harness", "perf", *argv],
-        "config": _config(args, cores, device, watch),
+        "config": _config(args, cores, device, watch, host_malloc),
         "data": {"source": source.kind, "detail": source.detail},
         "flops_convention": "2 FLOPs per multiply-add; conv + RNN (gates*H*(I+H)) + head; "
                             "training = 2*conv1 + 3*(conv2+rnn+head) (backward = 2x forward, "
@@ -243,10 +243,10 @@ def _one_thread_matmul(specs: list[ModelSpec], device: torch.device, n: int, rep
 
 
 def _config(args: argparse.Namespace, cores: int, device: torch.device,
-            watch: LoadWatch) -> dict[str, Any]:
+            watch: LoadWatch, host_malloc: dict[str, Any]) -> dict[str, Any]:
     return {
         "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-        "host_malloc": tune_host_malloc(),
+        "host_malloc": host_malloc,
         "cores": cores, "ranks": 1, "device": str(device), "accelerator": accelerator_name(device),
         "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
         "cpu_model": cpu_model(), "platform": platform.platform(),

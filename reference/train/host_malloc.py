@@ -27,7 +27,6 @@ the bytes live.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 from typing import Any
@@ -48,7 +47,7 @@ USER_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_
             "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
 OTHER_MALLOCS = ("jemalloc", "tcmalloc", "mimalloc")
 
-_applied: dict[str, Any] | None = None  # once per process: mallopt is process-wide
+_applied: dict[str, Any] | None = None  # what mallopt set, once per process (process-wide)
 
 
 def _glibc() -> Any | None:
@@ -83,7 +82,7 @@ def tune_host_malloc(enabled: bool = True) -> dict[str, Any]:
     and the user chose nothing); return what holds, for the run's log:
     ``{"mode": "tuned" | "default" | "user" | "unavailable", ...}``."""
     global _applied
-    if _applied is not None and _applied["mode"] == "tuned":
+    if _applied is not None:
         return dict(_applied)  # already set in this process; not undone by a later run
     if not enabled:
         return {"mode": "default", "reason": "train.host_malloc: default"}
