@@ -10,8 +10,14 @@
 # The PyPI Linux wheels of torch 2.1-2.4 are CUDA builds: `import torch`
 # preloads libcublas & co. and fails without the nvidia-*-cu12 wheels they
 # require, even on a CPU-only machine, so the full dependency set is
-# installed (about 4-5 GB per venv; reused by later runs, pip's cache makes a
-# rebuild cheap).
+# installed (about 4-5 GB per venv, reused by later runs).
+#
+# Disk: the wheels (~2.6 GB compressed) sit in pip's temporary folder while
+# they unpack into the venv (~5 GB), so the build checks first that
+# COMPAT_MIN_FREE_GIB (default 9) GiB are free where the venv goes and, if
+# not, says so in one line and exits 3 without touching anything. pip's cache
+# is off (--no-cache-dir): it would keep another copy of the wheels for a
+# venv that is built once.
 set -euo pipefail
 TORCH=${1:?usage: compat_image.sh TORCH_VERSION [NUMPY_VERSION]}
 NUMPY=${2:-1.26.4}
@@ -23,12 +29,31 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "torch==$TORCH numpy==$NUMPY" ]; the
   echo "[compat] image venv $IMAGE is ready (torch==$TORCH numpy==$NUMPY)"
   exit 0
 fi
-rm -rf "$IMAGE"
 mkdir -p "$(dirname "$IMAGE")"
+NEED_GIB=${COMPAT_MIN_FREE_GIB:-9}
+# Free space counts what a stale venv (about to be replaced) already holds.
+FREE_GIB=$("$PY" - "$(dirname "$IMAGE")" "$IMAGE" <<'PYEOF'
+import os, shutil, sys
+where, image = sys.argv[1], sys.argv[2]
+held = 0
+for root, _, files in os.walk(image):
+    for f in files:
+        try:
+            held += os.lstat(os.path.join(root, f)).st_size
+        except OSError:
+            pass
+print(f"{(shutil.disk_usage(where).free + held) / 2**30:.1f}")
+PYEOF
+)
+if ! "$PY" -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$FREE_GIB" "$NEED_GIB"; then
+  echo "[compat] torch $TORCH: not built: $FREE_GIB GiB free under $(dirname "$IMAGE"), the image venv needs about $NEED_GIB GiB (COMPAT_MIN_FREE_GIB)" >&2
+  exit 3
+fi
+rm -rf "$IMAGE"
 echo "[compat] building $IMAGE: torch==$TORCH numpy==$NUMPY (real PyPI wheels)"
 start=$(date +%s)
 "$PY" -m venv "$IMAGE"
-"$IMAGE/bin/python" -m pip install -q "torch==$TORCH" "numpy==$NUMPY"
+"$IMAGE/bin/python" -m pip install -q --no-cache-dir "torch==$TORCH" "numpy==$NUMPY"
 # The image must work on its own before ds2bench is set up inside it.
 "$IMAGE/bin/python" -c "import numpy, torch; torch.from_numpy(numpy.zeros(2)); print('[compat] image ok: torch', torch.__version__, 'numpy', numpy.__version__)"
 echo "[compat] built in $(( $(date +%s) - start )) s, $(du -sh "$IMAGE" | cut -f1)"

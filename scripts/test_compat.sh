@@ -14,7 +14,9 @@
 #     2-rank torchrun/gloo ones included; PYTEST_ARGS adds to it) runs with
 #     the ds2 venv's python. junit.xml and pytest.log stay in the folder.
 # Then a summary table: counts, time and every failing test with its error
-# line (.venv-compat/summary.txt). Exit 1 if anything failed.
+# line (.venv-compat/summary.txt). Exit 1 if anything failed. An image venv
+# that cannot be built for lack of disk fails too, unless COMPAT_LOW_DISK=skip
+# (CI's setting): then the summary says "NOT TESTED" for that torch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TORCHES=${COMPAT_TORCH:-2.1.2 2.4.1}
@@ -29,7 +31,13 @@ for T in $TORCHES; do
   D="$ROOT/torch-$T"
   echo "=== torch $T (numpy $NUMPY) ==="
   t0=$(date +%s)
-  if ! bash scripts/compat_image.sh "$T" "$NUMPY"; then
+  bash scripts/compat_image.sh "$T" "$NUMPY"; rc=$?
+  if [ "$rc" = 3 ] && [ "${COMPAT_LOW_DISK:-fail}" = skip ]; then
+    # Not enough disk for the image venv (compat_image.sh said how much); CI
+    # sets COMPAT_LOW_DISK=skip so a full shared disk does not read as a test
+    # failure. The line stays in the summary: nothing ran on torch $T.
+    echo "torch $T: NOT TESTED: too little free disk for its image venv (see above)" | tee -a "$SUMMARY"; continue
+  elif [ "$rc" != 0 ]; then
     echo "torch $T: could not build the image venv" | tee -a "$SUMMARY"; status=1; continue
   fi
   t1=$(date +%s)
