@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
+    # What the caller's own compat run set (CI runs this suite under
+    # COMPAT_LOW_DISK=skip) must not leak into the scripts tested here.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("COMPAT_LOW_DISK", "COMPAT_TORCH", "COMPAT_NUMPY", "COMPAT_ROOT",
+                        "COMPAT_MIN_FREE_GIB", "PYTEST_ARGS")}
     env.update(
         COMPAT_ROOT=str(tmp_path / "compat"),
         COMPAT_MIN_FREE_GIB="1000000",  # more than any disk has
