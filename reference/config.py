@@ -228,9 +228,9 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads per rank; 0 = cores / local ranks
     amp: Literal["off", "bf16", "fp16"] = "off"
     # fp32 matmul/conv/RNN precision: "ieee" (true fp32), "tf32" (accelerators), or
-    # "bf16" (CPU: the GRU's four large GEMMs take bfloat16 operands, fp32 accumulation,
-    # bf16-rounded products; the recurrent step and the convolutions stay fp32;
-    # reference/train/precision.py).
+    # "bf16" (CPU: the GRU's four large GEMMs and the second convolution take bfloat16
+    # operands, fp32 accumulation, bf16-rounded products; the recurrent step and the
+    # first convolution stay fp32; reference/train/precision.py).
     fp32_precision: Literal["ieee", "tf32", "bf16"] = "ieee"
     # Evaluate every this many training samples (0: at the end of every epoch only).
     eval_every_samples: int = 0

@@ -17,6 +17,13 @@ reference-size conv1 14.5 against 77.6 ms and conv2 95 against 170 ms; the
 whole tiny training step 87.5 -> 90.9 utt/s (interleaved A/B). So autograd's
 native backward runs (docs/PERFORMANCE.md).
 
+Under `train.fp32_precision: bf16` the path runs a multi-channel convolution
+with bf16 operands (fp32 accumulation in oneDNN, the output rounded to bf16
+and carried on in fp32, the bias added in fp32), as the GRU's large GEMMs
+do; oneDNN's AMX kernels then take conv2 of tiny at 32 channels from 105 to
+32 ms a step (one thread). A one-channel input (conv1) stays fp32: slower in
+bf16.
+
 Only the CPU takes this path; CUDA/MLU, eval and autocast keep the stock
 module. The module is an `nn.Conv2d`, so state dicts and checkpoints are
 unchanged.
@@ -28,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference.device import autocast_enabled
-from reference.model.kernels import CONV_FRAMES_QUANTUM, fast_paths_enabled, round_up
+from reference.model.kernels import CONV_FRAMES_QUANTUM, bf16_gemm, fast_paths_enabled, round_up
 
 
 class StridedConv2d(nn.Conv2d):
@@ -55,6 +62,17 @@ class StridedConv2d(nn.Conv2d):
         padded = round_up(frames, CONV_FRAMES_QUANTUM)
         if padded != frames:
             x = F.pad(x, (0, padded - frames))
-        y = F.conv2d(x, self.weight, self.bias, tuple(self.stride))
+        if bf16_gemm() and x.dtype == torch.float32 and self.in_channels > 1:
+            # train.fp32_precision bf16: bf16 operands, fp32 accumulation inside
+            # oneDNN, the output rounded to bf16 and carried on in fp32 (as the
+            # GRU's GEMMs); the bias is added in fp32. Only past the first layer:
+            # with one input channel the bf16 kernels were slower (one thread,
+            # batch 16: conv1 forward + backward 12.9 ms fp32, 16.0 ms bf16; the
+            # 16-channel conv2 32.4 against 15.1 ms, docs/PERFORMANCE.md).
+            y = F.conv2d(x.to(torch.bfloat16), self.weight.to(torch.bfloat16), None,
+                         tuple(self.stride))
+            y = y.float() if self.bias is None else torch.add(y, self.bias.view(1, -1, 1, 1))
+        else:
+            y = F.conv2d(x, self.weight, self.bias, tuple(self.stride))
         keep = (frames - self.kernel_size[1]) // self.stride[1] + 1
         return y[..., :keep]

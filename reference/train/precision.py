@@ -12,11 +12,14 @@
   stay fp32, but the CPU GRU's large GEMMs (the input projection and the three
   weight/input gradients, `reference/model/gru.py`) take bfloat16 operands
   with fp32 accumulation; their products come back rounded to bfloat16 and
-  are carried on in fp32. oneDNN's convolutions stay fp32 (torch >= 2.7 could run
-  them in bf16, `torch.backends.mkldnn.conv.fp32_precision`; on the 2-core
-  AMX machine that was slower: 15.8 against 13.6 ms a step on cached shapes,
-  76 against 22 ms on new ones), and the flags say so. The recurrent step's
-  product and everything else stay fp32. On a device other than the CPU it is
+  are carried on in fp32. The CPU training path of the second (multi-channel)
+  convolution does the same (`reference/model/conv.py`: operands cast to bf16,
+  output rounded to bf16, bias added in fp32); the first, with one input
+  channel, stays fp32. oneDNN's own switch for fp32 convolutions
+  (`torch.backends.mkldnn.conv.fp32_precision`, torch >= 2.7) is set back to
+  `none` whatever the mode: through it the convolutions were slower (15.8
+  against 13.6 ms a step on cached shapes, 76 against 22 ms on new ones), and
+  the flags say so. The recurrent step's product and everything else stay fp32. On a device other than the CPU it is
   refused (`check_fp32_precision`).
 * `train.amp` runs what it says. Before training, one forward and backward of
   a tiny model of the run's RNN type under the autocast it asked for measures

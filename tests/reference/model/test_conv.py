@@ -98,3 +98,64 @@ def test_stock_kernels_switch_takes_the_stock_module(monkeypatch):
     with stock_kernels():
         conv(x)
     assert seen == [10]  # nn.Conv2d's own forward, unpadded
+
+
+@pytest.fixture
+def bf16_policy():
+    from reference.model.kernels import set_bf16_gemm
+
+    set_bf16_gemm(True)
+    yield
+    set_bf16_gemm(False)
+
+
+def _dtypes_seen(monkeypatch: pytest.MonkeyPatch) -> list[torch.dtype]:
+    import reference.model.conv as C
+
+    seen: list[torch.dtype] = []
+    real = C.F.conv2d
+    monkeypatch.setattr(C.F, "conv2d", lambda a, w, *r, **k: seen.append((a.dtype, w.dtype))
+                        or real(a, w, *r, **k))
+    return seen
+
+
+def test_bf16_policy_runs_conv2_in_bf16_close_to_fp32(monkeypatch, bf16_policy):
+    """Under train.fp32_precision bf16, a multi-channel convolution takes bf16 operands
+    (fp32 parameters and gradients, bias added in fp32) and stays within bf16 rounding
+    of the float64 convolution; every gradient flows."""
+    torch.manual_seed(3)
+    native = nn.Conv2d(16, 16, (11, 11), (2, 1)).double()
+    fast = StridedConv2d(16, 16, (11, 11), (2, 1))
+    fast.load_state_dict(native.float().state_dict())
+    native.double()
+    x = torch.randn(2, 16, 27, 40)
+    seen = _dtypes_seen(monkeypatch)
+    y = fast(x.requires_grad_())
+    assert seen == [(torch.bfloat16, torch.bfloat16)] and y.dtype == torch.float32
+    ref = native(x.double())
+    scale = ref.abs().max().item()
+    err = (y.double() - ref).abs().max().item()
+    assert 1e-5 * scale < err < 2e-2 * scale  # rounded like bf16, not exact, not wrong
+    w = torch.randn_like(ref)
+    grads = _grads(fast, x, w.float())
+    for a, b in zip(grads, _grads(native, x.double(), w)):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=3e-2, atol=3e-2 * b.abs().max().item())
+
+
+def test_bf16_policy_keeps_conv1_and_eval_in_fp32(monkeypatch, bf16_policy):
+    """One input channel (conv1: slower in bf16) and no-grad evaluation stay fp32."""
+    conv1 = StridedConv2d(1, 16, (11, 11), (2, 2))
+    conv2 = StridedConv2d(16, 16, (11, 11), (2, 1))
+    seen = _dtypes_seen(monkeypatch)
+    conv1(torch.randn(2, 1, 64, 40))
+    with torch.no_grad():
+        conv2(torch.randn(2, 16, 27, 20))
+    assert seen == [(torch.float32, torch.float32)] * 2
+
+
+def test_without_the_policy_conv2_stays_fp32(monkeypatch):
+    conv2 = StridedConv2d(16, 16, (11, 11), (2, 1))
+    seen = _dtypes_seen(monkeypatch)
+    conv2(torch.randn(2, 16, 27, 20, requires_grad=True))
+    assert seen == [(torch.float32, torch.float32)]
