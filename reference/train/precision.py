@@ -119,6 +119,9 @@ def precision_flags() -> dict[str, Any]:
         if value is not None:
             out[f"{name}_fp32_precision"] = value
     out["cpu_gru_gemm_dtype"] = "bfloat16" if bf16_gemm() else "float32"
+    # The same switch takes the second (multi-channel) convolution's CPU training
+    # path to bf16 operands (reference/model/conv.py); conv1 is always fp32.
+    out["cpu_conv2_dtype"] = "bfloat16" if bf16_gemm() else "float32"
     return out
 
 

@@ -45,6 +45,8 @@ def test_log_names_the_front_end_and_eval_reproduces_the_average(mini_corpus, tm
     # bf16 GEMMs on the CPU, named in the log and read back in the run's description.
     assert logged["ds2_fp32_precision"] == "bf16"
     assert logged["ds2_precision_flags"]["cpu_gru_gemm_dtype"] == "bfloat16"
+    assert logged["ds2_precision_flags"]["cpu_conv2_dtype"] == "bfloat16"
+    assert logged["ds2_conv_channels"] == 32
     desc = json.loads((run_dir / "description.json").read_text())
     assert desc["precision"]["fp32_precision"] == "bf16"
     # The host allocator as it held for the run (glibc tuned, unless this machine

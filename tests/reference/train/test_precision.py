@@ -44,7 +44,8 @@ def test_fp32_precision_sets_every_switch(restore_flags):
     ieee = apply_fp32_precision("ieee")
     tf32 = apply_fp32_precision("tf32")
     assert tf32 == precision.precision_flags()
-    cpu = {"cpu_gru_gemm_dtype", "mkldnn_conv_fp32_precision", "mkldnn_matmul_fp32_precision"}
+    cpu = {"cpu_gru_gemm_dtype", "cpu_conv2_dtype", "mkldnn_conv_fp32_precision",
+           "mkldnn_matmul_fp32_precision"}
     acc_ieee = {k: v for k, v in ieee.items() if k not in cpu}
     acc_tf32 = {k: v for k, v in tf32.items() if k not in cpu}
     if precision._new_api():
@@ -57,6 +58,7 @@ def test_fp32_precision_sets_every_switch(restore_flags):
         assert acc_tf32 == {"cuda_matmul_allow_tf32": True, "cudnn_allow_tf32": True,
                             "float32_matmul_precision": "high"}
     assert ieee["cpu_gru_gemm_dtype"] == tf32["cpu_gru_gemm_dtype"] == "float32"
+    assert ieee["cpu_conv2_dtype"] == tf32["cpu_conv2_dtype"] == "float32"
 
 
 def test_bf16_fp32_math_is_a_cpu_setting_and_says_what_it_set(restore_flags):
@@ -64,6 +66,7 @@ def test_bf16_fp32_math_is_a_cpu_setting_and_says_what_it_set(restore_flags):
 
     flags = apply_fp32_precision("bf16")
     assert bf16_gemm() and flags["cpu_gru_gemm_dtype"] == "bfloat16"
+    assert flags["cpu_conv2_dtype"] == "bfloat16"
     # The accelerator switches stay IEEE; so do oneDNN's convolutions (slower in bf16
     # on the machine measured), even when an earlier setting had them in bf16.
     assert all(v in ("ieee", False, "highest") for k, v in flags.items()
@@ -76,6 +79,7 @@ def test_bf16_fp32_math_is_a_cpu_setting_and_says_what_it_set(restore_flags):
         assert flags["mkldnn_matmul_fp32_precision"] != "bf16"  # the recurrent step: fp32
     back = apply_fp32_precision("ieee")
     assert not bf16_gemm() and back["cpu_gru_gemm_dtype"] == "float32"
+    assert back["cpu_conv2_dtype"] == "float32"
     precision.check_fp32_precision("bf16", "cpu")
     with pytest.raises(PrecisionError, match="bf16 is a CPU setting.*on cuda"):
         precision.check_fp32_precision("bf16", "cuda")
