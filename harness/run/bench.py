@@ -86,11 +86,37 @@ def _write_run_files(run_dir: Path, cfg, spec: LaunchSpec, device: str, sub_path
                     stack=stack_facts(device, spec.cards, run_dir.parent))
     # What the run is asked to compute in; the MLPerf log records what ran (ds2_rnn_dtype).
     desc["precision"] = {"fp32_precision": cfg.train.fp32_precision, "amp": cfg.train.amp}
+    emulated = bf16_emulation_warning(cfg.train.fp32_precision, device)
+    if cfg.train.fp32_precision == "bf16" and device == "cpu":
+        desc["precision"]["cpu_native_bf16"] = emulated is None
     (run_dir / "description.json").write_text(json.dumps(desc, indent=1) + "\n")
     _warn_if_loaded(desc, threads, spec.cards)
+    if emulated:
+        print(emulated, file=sys.stderr)
     sub = load_submission(sub_path)
     sysdesc = system_description(sub, spec.world_size, spec.nnodes, accel, _host_info(desc))
     (run_dir / "system_desc.json").write_text(json.dumps(sysdesc, indent=1) + "\n")
+
+
+def bf16_emulation_warning(fp32_precision: str, device: str,
+                           cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """A warning line when `train.fp32_precision: bf16` runs on a CPU without bf16 hardware.
+
+    tiny's GRU GEMMs and conv2 then take bf16 operands that oneDNN can only
+    emulate (no amx_bf16 / avx512_bf16 flag): the run is still correct, but
+    nothing then makes bf16 faster (it may well be slower than IEEE fp32), and
+    its times are not comparable with a machine that has the hardware. None
+    when nothing is to be said.
+    """
+    from harness.perf.peaks import cpu_has_native_bf16
+
+    if fp32_precision != "bf16" or device != "cpu" or cpu_has_native_bf16(cpuinfo):
+        return None
+    return ("[harness] WARNING: train.fp32_precision bf16 on a CPU without bf16 hardware (no "
+            "amx_bf16 or avx512_bf16 in its flags): oneDNN emulates the bf16 GEMMs and "
+            "convolution, so this run may be slower than in fp32 and its times are not comparable "
+            "with a CPU that has it (recorded in description.json); --set "
+            "train.fp32_precision=ieee runs them in fp32.")
 
 
 def _warn_if_loaded(desc: dict, threads: int | None, ranks: int) -> None:

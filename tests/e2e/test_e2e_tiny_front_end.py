@@ -49,6 +49,8 @@ def test_log_names_the_front_end_and_eval_reproduces_the_average(mini_corpus, tm
     assert logged["ds2_conv_channels"] == 32
     desc = json.loads((run_dir / "description.json").read_text())
     assert desc["precision"]["fp32_precision"] == "bf16"
+    from harness.perf.peaks import cpu_has_native_bf16  # the run says whether bf16 is emulated
+    assert desc["precision"]["cpu_native_bf16"] is cpu_has_native_bf16()
     # The host allocator as it held for the run (glibc tuned, unless this machine
     # has another C runtime or the environment chose its own malloc).
     assert logged["ds2_host_malloc"]["mode"] in {"tuned", "unavailable", "user"}

@@ -3,7 +3,7 @@ import subprocess
 import sys
 import time
 
-from harness.run.bench import _warn_if_loaded
+from harness.run.bench import _warn_if_loaded, bf16_emulation_warning
 from harness.run.describe import busy_cores, busy_cpu_s, describe
 from reference.train.comm import AllReduceTimer
 
@@ -69,3 +69,21 @@ def test_allreduce_timer_accumulates_and_resets():
     unmeasured = AllReduceTimer(world_size=2, measured=False)
     unmeasured.add(1.0)
     assert unmeasured.take() == (None, 1)  # a host clock cannot see NCCL completion
+
+
+def test_bf16_on_a_cpu_without_bf16_hardware_is_named(tmp_path):
+    """tiny's bf16 GEMMs/conv2 on a CPU whose flags lack amx_bf16 and avx512_bf16: one
+    WARNING line; with either flag, another precision or another device: nothing."""
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    avx = tmp_path / "avx"
+    avx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    msg = bf16_emulation_warning("bf16", "cpu", str(plain))
+    assert msg and msg.startswith("[harness] WARNING:") and "\n" not in msg
+    assert "train.fp32_precision=ieee" in msg
+    assert bf16_emulation_warning("bf16", "cpu", str(amx)) is None
+    assert bf16_emulation_warning("bf16", "cpu", str(avx)) is None
+    assert bf16_emulation_warning("ieee", "cpu", str(plain)) is None
+    assert bf16_emulation_warning("bf16", "cuda", str(plain)) is None
