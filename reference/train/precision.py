@@ -19,8 +19,8 @@
   (`torch.backends.mkldnn.conv.fp32_precision`, torch >= 2.7) is set back to
   `none` whatever the mode: through it the convolutions were slower (15.8
   against 13.6 ms a step on cached shapes, 76 against 22 ms on new ones), and
-  the flags say so. The recurrent step's product and everything else stay fp32. On a device other than the CPU it is
-  refused (`check_fp32_precision`).
+  the flags say so. The recurrent step's product and everything else stay
+  fp32. On a device other than the CPU it is refused (`check_fp32_precision`).
 * `train.amp` runs what it says. Before training, one forward and backward of
   a tiny model of the run's RNN type under the autocast it asked for measures
   the dtype the RNN actually computes in (vendor autocast wrappers may cast
