@@ -32,7 +32,11 @@ def test_run_succeeds_and_describes_itself(single_run):
     stack = desc["stack"]  # what `make doctor` prints, recorded for this run
     assert stack["torch"]["version"] == torch.__version__ and stack["device"]["kind"] == "cpu"
     assert stack["device"]["backend"] == "gloo" and stack["threads"]["ranks_per_node"] == 1
-    assert desc["precision"] == {"fp32_precision": "bf16", "amp": "off"}  # as tiny names it
+    # As tiny names it, and whether this CPU runs its bf16 operands in hardware.
+    from harness.perf.peaks import cpu_has_native_bf16
+
+    assert desc["precision"] == {"fp32_precision": "bf16", "amp": "off",
+                                 "cpu_native_bf16": cpu_has_native_bf16()}
     assert list((run_dir / "checkpoints").glob("ckpt-*.pt"))
 
 
