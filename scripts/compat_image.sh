@@ -30,25 +30,18 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "torch==$TORCH numpy==$NUMPY" ]; the
   exit 0
 fi
 mkdir -p "$(dirname "$IMAGE")"
-NEED_GIB=${COMPAT_MIN_FREE_GIB:-9}
-# Free space counts what a stale venv (about to be replaced) already holds.
-FREE_GIB=$("$PY" - "$(dirname "$IMAGE")" "$IMAGE" <<'PYEOF'
+# Free space counts what a stale venv (about to be replaced) already holds; too
+# little: one line, exit 3, nothing touched.
+"$PY" - "$(dirname "$IMAGE")" "$IMAGE" "$TORCH" "${COMPAT_MIN_FREE_GIB:-9}" <<'PYEOF' || exit 3
 import os, shutil, sys
-where, image = sys.argv[1], sys.argv[2]
-held = 0
-for root, _, files in os.walk(image):
-    for f in files:
-        try:
-            held += os.lstat(os.path.join(root, f)).st_size
-        except OSError:
-            pass
-print(f"{(shutil.disk_usage(where).free + held) / 2**30:.1f}")
+where, image, torch, need = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+held = sum(os.lstat(os.path.join(root, f)).st_size
+           for root, _, files in os.walk(image) for f in files)
+free = (shutil.disk_usage(where).free + held) / 2**30
+if free < need:
+    sys.exit(f"[compat] torch {torch}: not built: {free:.1f} GiB free under {where}, "
+             f"the image venv needs about {need:g} GiB (COMPAT_MIN_FREE_GIB)")
 PYEOF
-)
-if ! "$PY" -c "import sys; sys.exit(float(sys.argv[1]) < float(sys.argv[2]))" "$FREE_GIB" "$NEED_GIB"; then
-  echo "[compat] torch $TORCH: not built: $FREE_GIB GiB free under $(dirname "$IMAGE"), the image venv needs about $NEED_GIB GiB (COMPAT_MIN_FREE_GIB)" >&2
-  exit 3
-fi
 rm -rf "$IMAGE"
 echo "[compat] building $IMAGE: torch==$TORCH numpy==$NUMPY (real PyPI wheels)"
 start=$(date +%s)

@@ -8,7 +8,8 @@ its in-run A/B rows).
 
 A second, separate switch is a precision, not a reformulation:
 `set_bf16_gemm(True)` (what `train.fp32_precision: bf16` sets) lets the GRU's
-large GEMMs run in bfloat16.
+large GEMMs and the multi-channel convolution (conv2) run with bfloat16
+operands.
 
 Shape quanta: oneDNN builds (JIT-compiles) a kernel for every new problem shape
 and keeps the last 1024 in a cache. Training batches are padded to their own
@@ -38,8 +39,9 @@ _bf16_gemm = False  # train.fp32_precision bf16 (reference/train/precision.py)
 
 
 def set_bf16_gemm(on: bool) -> None:
-    """Let the CPU GRU's large GEMMs take bfloat16 operands (fp32 accumulation; the
-    products come back rounded to bfloat16 and are carried on in fp32)."""
+    """Let the CPU GRU's large GEMMs and conv2's training path take bfloat16 operands
+    (fp32 accumulation; the products come back rounded to bfloat16 and are carried
+    on in fp32)."""
     global _bf16_gemm
     _bf16_gemm = bool(on)
 
